@@ -182,14 +182,16 @@ fn run_worker(args: &Args, dir: &Path) -> Result<()> {
         let threads: Vec<_> = (0..args.threads)
             .map(|_| scope.spawn(|| increment_all(args, &cache)))
             .collect();
-        threads
+        // Join every thread before reporting the first error.
+        let results: Vec<Result<()>> = threads
             .into_iter()
             .map(|thread| {
                 thread
                     .join()
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread panicked")))
             })
-            .collect::<Result<()>>()
+            .collect();
+        results.into_iter().collect::<Result<()>>()
     })
 }
 
