@@ -1,0 +1,11 @@
+//! Integration tests: the driver, and the shim beneath the driver, probe
+//! programs, python3 and the sqlite3 CLI.
+
+mod util;
+
+mod config;
+mod detection;
+mod driver;
+mod errno;
+mod families;
+mod fork;

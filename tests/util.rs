@@ -1,0 +1,153 @@
+//! Shared helpers: building and finding the release shim and driver,
+//! running programs under the shim, reading its statistics and log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+
+/// The workspace's target directory, from this test binary's own path
+/// (`TARGET/PROFILE/deps/tests-HASH`), so CARGO_TARGET_DIR is honoured.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors().nth(3).expect("TARGET/PROFILE/deps/EXE").to_owned()
+}
+
+pub struct Artifacts {
+    pub shim: PathBuf,
+    pub driver: PathBuf,
+}
+
+/// Builds the release shim and driver once per test run: the shim is
+/// measured as users load it, and the driver's bundled SQLite is only
+/// optimised in release.
+pub fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let target = target_dir();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "delayshim", "-p", "driver", "--target-dir"])
+            .arg(&target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build of the shim and driver failed");
+        let release = target.join("release");
+        Artifacts {
+            shim: release.join("libdelayshim.so"),
+            driver: release.join("driver"),
+        }
+    })
+}
+
+pub fn shim() -> &'static Path {
+    &artifacts().shim
+}
+
+pub fn driver() -> &'static Path {
+    &artifacts().driver
+}
+
+/// A command with no inherited `DELAYSHIM_*` or `LD_PRELOAD`.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DELAYSHIM_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env_remove("LD_PRELOAD");
+    command
+}
+
+/// A command that runs `program` under the shim with `settings`.
+pub fn under_shim(program: impl AsRef<std::ffi::OsStr>, settings: &[(&str, &str)]) -> Command {
+    let mut command = clean_command(program);
+    command.env("LD_PRELOAD", shim());
+    command.envs(settings.iter().copied());
+    command
+}
+
+/// Runs `command` to completion, failing the test (instead of hanging the
+/// suite) if it is still running after `limit`.
+pub fn run(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawning");
+    let start = Instant::now();
+    while child.try_wait().expect("waiting").is_none() {
+        if start.elapsed() > limit {
+            // SAFETY: kill takes a process group id.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("{command:?} still running after {limit:?}: hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collecting output")
+}
+
+use std::os::unix::process::CommandExt as _;
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The statistics lines the shim appended to `path`, one per process.
+pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad stats line {line:?}: {e}")))
+        .collect()
+}
+
+/// The sum over processes of one statistics field (`calls`, `delayed`,
+/// `delay_us`), by function name.
+pub fn totals(stats: &[serde_json::Value], field: &str) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for process in stats {
+        for (name, count) in process[field].as_object().expect("an object") {
+            *totals.entry(name.clone()).or_default() += count.as_u64().expect("a count");
+        }
+    }
+    totals
+}
+
+/// One parsed line of the delay log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub fields: BTreeMap<String, String>,
+}
+
+impl LogLine {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+pub fn read_log(path: &Path) -> Vec<LogLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let rest = line.strip_prefix("delayshim ").unwrap_or_else(|| panic!("log line {line:?}"));
+            LogLine {
+                fields: rest
+                    .split(' ')
+                    .filter_map(|field| field.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("delayshim-test-").tempdir().expect("tempdir")
+}
