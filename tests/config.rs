@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::util::{driver, read_log, read_stats, run, tempdir, text, totals, under_shim, LogLine, PROBE};
+use crate::util::{
+    driver, read_log, read_stats, run, tempdir, text, totals, under_shim, LogLine, PROBE,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -23,12 +25,18 @@ fn a_bad_setting_stops_the_program_before_main_with_one_line() {
         ("DELAYSHIM_ENABLE", "yes"),
         ("DELAYSHIM_MEAN", "100"),
     ] {
-        let out = run(under_shim("sh", &[(name, value)]).args(["-c", "echo main ran"]), LIMIT);
+        let out = run(
+            under_shim("sh", &[(name, value)]).args(["-c", "echo main ran"]),
+            LIMIT,
+        );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{name}={value}: {stderr}");
         assert!(out.stdout.is_empty(), "{name}={value}: main must not run");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("delayshim: ") && stderr.contains(name), "{stderr}");
+        assert!(
+            stderr.starts_with("delayshim: ") && stderr.contains(name),
+            "{stderr}"
+        );
         if !value.is_empty() {
             assert!(stderr.contains(value), "{stderr}");
         }
@@ -39,15 +47,23 @@ fn a_bad_setting_stops_the_program_before_main_with_one_line() {
 fn driver_log(settings: &[(&str, &str)]) -> Vec<LogLine> {
     let dir = tempdir();
     let log = dir.path().join("log");
-    let mut all = vec![("DELAYSHIM_MEAN_US", "20"), ("DELAYSHIM_LOG", log.to_str().unwrap())];
+    let mut all = vec![
+        ("DELAYSHIM_MEAN_US", "20"),
+        ("DELAYSHIM_LOG", log.to_str().unwrap()),
+    ];
     all.extend_from_slice(settings);
-    let out = run(under_shim(driver(), &all).args(["--workers", "2", "--threads", "2", "--keys", "10"]), LIMIT);
+    let out = run(
+        under_shim(driver(), &all).args(["--workers", "2", "--threads", "2", "--keys", "10"]),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     read_log(&log)
 }
 
 fn fcntl_lines(log: &[LogLine]) -> Vec<&LogLine> {
-    log.iter().filter(|line| line.get("fn") == Some("fcntl64")).collect()
+    log.iter()
+        .filter(|line| line.get("fn") == Some("fcntl64"))
+        .collect()
 }
 
 #[test]
@@ -60,7 +76,10 @@ fn fcntl_unlock_delays_only_unlocks() {
         assert!(line.get("cmd").unwrap().starts_with("F_SETLK"), "{line:?}");
         assert_eq!(line.get("when"), Some("after"), "{line:?}");
     }
-    assert!(log.iter().any(|line| line.get("fn") == Some("pwrite64")), "other families are still delayed");
+    assert!(
+        log.iter().any(|line| line.get("fn") == Some("pwrite64")),
+        "other families are still delayed"
+    );
 }
 
 #[test]
@@ -69,13 +88,22 @@ fn fcntl_lock_delays_only_acquisitions() {
     let fcntl = fcntl_lines(&log);
     assert!(!fcntl.is_empty());
     for line in fcntl {
-        assert!(matches!(line.get("lock"), Some("F_RDLCK" | "F_WRLCK")), "{line:?}");
+        assert!(
+            matches!(line.get("lock"), Some("F_RDLCK" | "F_WRLCK")),
+            "{line:?}"
+        );
     }
     let all = fcntl_lines(&driver_log(&[("DELAYSHIM_FCNTL", "all")])).len();
     let locks = driver_log(&[("DELAYSHIM_FCNTL", "locks")]);
     let locks = fcntl_lines(&locks);
-    assert!(locks.iter().any(|l| l.get("lock") == Some("F_UNLCK")) && locks.iter().any(|l| l.get("lock") == Some("F_WRLCK")));
-    assert!(all > locks.len(), "'all' also delays commands other than locks");
+    assert!(
+        locks.iter().any(|l| l.get("lock") == Some("F_UNLCK"))
+            && locks.iter().any(|l| l.get("lock") == Some("F_WRLCK"))
+    );
+    assert!(
+        all > locks.len(),
+        "'all' also delays commands other than locks"
+    );
 }
 
 #[test]
@@ -83,7 +111,10 @@ fn paths_restrict_delays_to_matching_files() {
     let log = driver_log(&[("DELAYSHIM_PATHS", "*/cache.db-wal")]);
     assert!(!log.is_empty());
     for line in &log {
-        assert!(line.get("path").unwrap().ends_with("/cache.db-wal"), "{line:?}");
+        assert!(
+            line.get("path").unwrap().ends_with("/cache.db-wal"),
+            "{line:?}"
+        );
     }
 }
 
@@ -96,7 +127,11 @@ fn funcs_selects_single_functions() {
 
 #[test]
 fn max_caps_every_delay() {
-    let log = driver_log(&[("DELAYSHIM_DIST", "fixed"), ("DELAYSHIM_MEAN_US", "5000"), ("DELAYSHIM_MAX_US", "7")]);
+    let log = driver_log(&[
+        ("DELAYSHIM_DIST", "fixed"),
+        ("DELAYSHIM_MEAN_US", "5000"),
+        ("DELAYSHIM_MAX_US", "7"),
+    ]);
     assert!(!log.is_empty());
     assert!(log.iter().all(|line| line.get("delay_us") == Some("7")));
 }
@@ -104,7 +139,10 @@ fn max_caps_every_delay() {
 fn probe_stats(settings: &[(&str, &str)], calls: &str) -> Vec<serde_json::Value> {
     let dir = tempdir();
     let stats = dir.path().join("stats");
-    let mut all = vec![("DELAYSHIM_MEAN_US", "1"), ("DELAYSHIM_STATS", stats.to_str().unwrap())];
+    let mut all = vec![
+        ("DELAYSHIM_MEAN_US", "1"),
+        ("DELAYSHIM_STATS", stats.to_str().unwrap()),
+    ];
     all.extend_from_slice(settings);
     let out = run(under_shim(PROBE, &all).args(["calls", calls]), LIMIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -113,7 +151,10 @@ fn probe_stats(settings: &[(&str, &str)], calls: &str) -> Vec<serde_json::Value>
 
 #[test]
 fn probability_delays_that_share_of_calls() {
-    let stats = probe_stats(&[("DELAYSHIM_PROB", "0.5"), ("DELAYSHIM_SEED", "3")], "4000");
+    let stats = probe_stats(
+        &[("DELAYSHIM_PROB", "0.5"), ("DELAYSHIM_SEED", "3")],
+        "4000",
+    );
     let delayed = totals(&stats, "delayed")["fcntl64"];
     assert_eq!(totals(&stats, "calls")["fcntl64"], 4000);
     // Binomial(4000, 0.5): 1800..2200 is over six standard deviations wide.
@@ -131,7 +172,14 @@ fn enable_0_is_pure_pass_through_but_still_counts() {
 
 #[test]
 fn stats_to_stderr_is_one_json_line() {
-    let out = run(under_shim(PROBE, &[("DELAYSHIM_STATS", "stderr"), ("DELAYSHIM_SEED", "9")]).args(["calls", "3"]), LIMIT);
+    let out = run(
+        under_shim(
+            PROBE,
+            &[("DELAYSHIM_STATS", "stderr"), ("DELAYSHIM_SEED", "9")],
+        )
+        .args(["calls", "3"]),
+        LIMIT,
+    );
     let stderr = text(&out.stderr);
     let line: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
     assert_eq!(line["seed"], 9);

@@ -6,11 +6,23 @@ use std::time::Duration;
 use crate::util::{clean_command, driver, run, under_shim};
 
 const RUNS: u32 = 40;
-const ARGS: [&str; 8] = ["--op", "get-set", "--workers", "2", "--threads", "1", "--keys", "10"];
+const ARGS: [&str; 8] = [
+    "--op",
+    "get-set",
+    "--workers",
+    "2",
+    "--threads",
+    "1",
+    "--keys",
+    "10",
+];
 /// A delay right after a lock is released holds the read-modify-write
 /// window open: the tuning the README recommends for lost updates.
-const TUNED: [(&str, &str); 3] =
-    [("DELAYSHIM_FCNTL", "unlock"), ("DELAYSHIM_WHEN", "after"), ("DELAYSHIM_MEAN_US", "1000")];
+const TUNED: [(&str, &str); 3] = [
+    ("DELAYSHIM_FCNTL", "unlock"),
+    ("DELAYSHIM_WHEN", "after"),
+    ("DELAYSHIM_MEAN_US", "1000"),
+];
 
 /// In how many of RUNS runs the driver found lost updates (exit status 1).
 fn caught(shim: bool) -> u32 {
@@ -28,7 +40,10 @@ fn caught(shim: bool) -> u32 {
             match out.status.code() {
                 Some(0) => false,
                 Some(1) => true,
-                other => panic!("driver failed ({other:?}): {}", String::from_utf8_lossy(&out.stderr)),
+                other => panic!(
+                    "driver failed ({other:?}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             }
         })
         .count() as u32
@@ -43,6 +58,12 @@ fn get_set_race_is_caught_far_more_often_under_the_shim() {
     // standard deviation 1.5, so 30 is five deviations below. Plain has
     // mean 12 and deviation 2.9: the gap of 10 is 4.8 combined deviations
     // below the expected 25.6. Each bound fails less than once in 10^5.
-    assert!(shimmed >= 30, "caught in only {shimmed}/{RUNS} runs under the shim ({plain}/{RUNS} without)");
-    assert!(shimmed >= plain + 10, "caught in {shimmed}/{RUNS} runs under the shim, {plain}/{RUNS} without");
+    assert!(
+        shimmed >= 30,
+        "caught in only {shimmed}/{RUNS} runs under the shim ({plain}/{RUNS} without)"
+    );
+    assert!(
+        shimmed >= plain + 10,
+        "caught in {shimmed}/{RUNS} runs under the shim, {plain}/{RUNS} without"
+    );
 }

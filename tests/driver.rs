@@ -38,13 +38,21 @@ fn worker_error_is_exit_status_3_with_the_cause() {
     let out = run(clean_command(driver()).arg("--dir").arg(dir.path()), LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("000/cache.db") && stderr.contains("not a database"), "{stderr}");
+    assert!(
+        stderr.contains("000/cache.db") && stderr.contains("not a database"),
+        "{stderr}"
+    );
     assert!(stderr.contains("FAIL: worker 0 (pid "), "{stderr}");
 }
 
 #[test]
 fn usage_errors_are_exit_status_2() {
-    for args in [&["--workers", "0"][..], &["--op", "add"], &["--bogus"], &["--lock-timeout", "-1"]] {
+    for args in [
+        &["--workers", "0"][..],
+        &["--op", "add"],
+        &["--bogus"],
+        &["--lock-timeout", "-1"],
+    ] {
         let out = run(clean_command(driver()).args(args), LIMIT);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
@@ -55,7 +63,10 @@ fn usage_errors_are_exit_status_2() {
 
 #[test]
 fn keep_leaves_the_cache_for_inspection() {
-    let out = run(clean_command(driver()).args(["--keep", "--workers", "2", "--threads", "2", "--keys", "5"]), LIMIT);
+    let out = run(
+        clean_command(driver()).args(["--keep", "--workers", "2", "--threads", "2", "--keys", "5"]),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     let dir = stdout

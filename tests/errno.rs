@@ -23,15 +23,25 @@ fn results_and_errno_match_the_real_calls() {
         "F_GETLK fills: l_type=1 l_pid is the child: true",
         "errno after successful calls: 12345",
     ] {
-        assert!(plain.contains(line), "without the shim: {line:?} missing from\n{plain}");
+        assert!(
+            plain.contains(line),
+            "without the shim: {line:?} missing from\n{plain}"
+        );
     }
     for settings in [
         &[("DELAYSHIM_WHEN", "both")][..],
         &[("DELAYSHIM_FCNTL", "locks"), ("DELAYSHIM_LOG", "stderr")],
-        &[("DELAYSHIM_PATHS", "*/errno-probe"), ("DELAYSHIM_DIST", "uniform")],
+        &[
+            ("DELAYSHIM_PATHS", "*/errno-probe"),
+            ("DELAYSHIM_DIST", "uniform"),
+        ],
         &[("DELAYSHIM_ENABLE", "0")],
     ] {
-        let mut all = vec![("DELAYSHIM_FUNCS", "all"), ("DELAYSHIM_PROB", "1"), ("DELAYSHIM_MEAN_US", "30")];
+        let mut all = vec![
+            ("DELAYSHIM_FUNCS", "all"),
+            ("DELAYSHIM_PROB", "1"),
+            ("DELAYSHIM_MEAN_US", "30"),
+        ];
         all.extend_from_slice(settings);
         let shimmed = run(under_shim(PROBE, &all).arg("errno").arg(dir.path()), LIMIT);
         assert!(shimmed.status.success(), "{}", text(&shimmed.stderr));
@@ -44,9 +54,12 @@ fn a_delay_outlasts_signals_and_their_handlers_run() {
     let dir = tempdir();
     // A fixed 30 ms delay on fsync, interrupted every millisecond by SIGALRM.
     let out = run(
-        under_shim(PROBE, &[("DELAYSHIM_DIST", "fixed"), ("DELAYSHIM_MEAN_US", "30000")])
-            .arg("signals")
-            .arg(dir.path()),
+        under_shim(
+            PROBE,
+            &[("DELAYSHIM_DIST", "fixed"), ("DELAYSHIM_MEAN_US", "30000")],
+        )
+        .arg("signals")
+        .arg(dir.path()),
         LIMIT,
     );
     let stdout = text(&out.stdout);
@@ -58,6 +71,12 @@ fn a_delay_outlasts_signals_and_their_handlers_run() {
             .unwrap_or_else(|| panic!("{name} in {stdout:?}"))
     };
     assert_eq!(field("ret="), 0);
-    assert!(field("elapsed_us=") >= 30_000, "the whole delay is slept: {stdout}");
-    assert!(field("handler_runs=") > 0, "handlers ran during the delay: {stdout}");
+    assert!(
+        field("elapsed_us=") >= 30_000,
+        "the whole delay is slept: {stdout}"
+    );
+    assert!(
+        field("handler_runs=") > 0,
+        "handlers ran during the delay: {stdout}"
+    );
 }

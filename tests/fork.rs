@@ -14,13 +14,20 @@ fn delays_by_pid(settings: &[(&str, &str)], args: &[&str]) -> BTreeMap<String, V
     let log = dir.path().join("log");
     // fcntl64 alone: a debug build's std also calls fcntl(F_GETFD) when it
     // closes a file, which is not the probe's own sequence.
-    let mut all = vec![("DELAYSHIM_FUNCS", "fcntl64"), ("DELAYSHIM_MEAN_US", "10"), ("DELAYSHIM_LOG", log.to_str().unwrap())];
+    let mut all = vec![
+        ("DELAYSHIM_FUNCS", "fcntl64"),
+        ("DELAYSHIM_MEAN_US", "10"),
+        ("DELAYSHIM_LOG", log.to_str().unwrap()),
+    ];
     all.extend_from_slice(settings);
     let out = run(under_shim(PROBE, &all).args(args), LIMIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in read_log(&log) {
-        by_pid.entry(line.get("pid").unwrap().to_owned()).or_default().push(line.get("delay_us").unwrap().to_owned());
+        by_pid
+            .entry(line.get("pid").unwrap().to_owned())
+            .or_default()
+            .push(line.get("delay_us").unwrap().to_owned());
     }
     by_pid
 }
@@ -62,10 +69,16 @@ fn fork_children_draw_different_delays() {
 fn forking_while_threads_sleep_inside_the_shim_does_not_hang() {
     let dir = tempdir();
     let out = run(
-        under_shim(PROBE, &[("DELAYSHIM_MEAN_US", "200"), ("DELAYSHIM_LOG", dir.path().join("log").to_str().unwrap())])
-            .arg("fork-under-load")
-            .arg(dir.path())
-            .arg("200"),
+        under_shim(
+            PROBE,
+            &[
+                ("DELAYSHIM_MEAN_US", "200"),
+                ("DELAYSHIM_LOG", dir.path().join("log").to_str().unwrap()),
+            ],
+        )
+        .arg("fork-under-load")
+        .arg(dir.path())
+        .arg("200"),
         LIMIT,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -77,8 +90,15 @@ fn each_child_counts_only_its_own_calls() {
     let dir = tempdir();
     let stats = dir.path().join("stats");
     let out = run(
-        under_shim(PROBE, &[("DELAYSHIM_FUNCS", "fcntl"), ("DELAYSHIM_MEAN_US", "1"), ("DELAYSHIM_STATS", stats.to_str().unwrap())])
-            .args(["fork-children", "4"]),
+        under_shim(
+            PROBE,
+            &[
+                ("DELAYSHIM_FUNCS", "fcntl"),
+                ("DELAYSHIM_MEAN_US", "1"),
+                ("DELAYSHIM_STATS", stats.to_str().unwrap()),
+            ],
+        )
+        .args(["fork-children", "4"]),
         LIMIT,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -92,7 +112,10 @@ fn each_child_counts_only_its_own_calls() {
     }
 }
 
-fn out_pid(stats: &[serde_json::Value], is_parent: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn out_pid(
+    stats: &[serde_json::Value],
+    is_parent: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let parents: Vec<_> = stats.iter().filter(|s| is_parent(s)).collect();
     assert_eq!(parents.len(), 1, "{stats:?}");
     parents[0]["pid"].clone()
@@ -106,11 +129,16 @@ fn exec_children_inherit_the_shim_and_ld_preload_is_untouched() {
         "import os, subprocess; print(os.environ['LD_PRELOAD']); subprocess.run(['{PROBE}', 'calls', '3'], check=True)"
     );
     let out = run(
-        under_shim("python3", &[("DELAYSHIM_STATS", stats.to_str().unwrap())]).arg("-c").arg(script),
+        under_shim("python3", &[("DELAYSHIM_STATS", stats.to_str().unwrap())])
+            .arg("-c")
+            .arg(script),
         LIMIT,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), crate::util::shim().to_str().unwrap());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        crate::util::shim().to_str().unwrap()
+    );
     let stats = read_stats(&stats);
     let probe = stats
         .iter()

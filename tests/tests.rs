@@ -3,6 +3,7 @@
 
 mod util;
 
+mod campaign;
 mod config;
 mod detection;
 mod driver;

@@ -13,7 +13,10 @@ pub const PROBE: &str = env!("CARGO_BIN_EXE_probe");
 /// (`TARGET/PROFILE/deps/tests-HASH`), so CARGO_TARGET_DIR is honoured.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors().nth(3).expect("TARGET/PROFILE/deps/EXE").to_owned()
+    exe.ancestors()
+        .nth(3)
+        .expect("TARGET/PROFILE/deps/EXE")
+        .to_owned()
 }
 
 pub struct Artifacts {
@@ -21,7 +24,7 @@ pub struct Artifacts {
     pub driver: PathBuf,
 }
 
-/// Builds the release shim and driver once per test run: the shim is
+/// Builds the release shim, driver and campaign runner once per test run: the shim is
 /// measured as users load it, and the driver's bundled SQLite is only
 /// optimised in release.
 pub fn artifacts() -> &'static Artifacts {
@@ -29,12 +32,26 @@ pub fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         let target = target_dir();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "delayshim", "-p", "driver", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "delayshim",
+                "-p",
+                "driver",
+                "-p",
+                "delayshim-campaign",
+                "--target-dir",
+            ])
             .arg(&target)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("running cargo build");
-        assert!(status.success(), "cargo build of the shim and driver failed");
+        assert!(
+            status.success(),
+            "cargo build of the shim and driver failed"
+        );
         let release = target.join("release");
         Artifacts {
             shim: release.join("libdelayshim.so"),
@@ -104,7 +121,9 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad stats line {line:?}: {e}")))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad stats line {line:?}: {e}"))
+        })
         .collect()
 }
 
@@ -136,7 +155,9 @@ pub fn read_log(path: &Path) -> Vec<LogLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|line| {
-            let rest = line.strip_prefix("delayshim ").unwrap_or_else(|| panic!("log line {line:?}"));
+            let rest = line
+                .strip_prefix("delayshim ")
+                .unwrap_or_else(|| panic!("log line {line:?}"));
             LogLine {
                 fields: rest
                     .split(' ')
@@ -149,5 +170,8 @@ pub fn read_log(path: &Path) -> Vec<LogLine> {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("delayshim-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("delayshim-test-")
+        .tempdir()
+        .expect("tempdir")
 }

@@ -17,9 +17,21 @@ extern "C" {
     fn pwrite(fd: c_int, buf: *const c_void, n: usize, offset: i64) -> isize;
     fn pwrite64(fd: c_int, buf: *const c_void, n: usize, offset: i64) -> isize;
     fn pwritev(fd: c_int, iov: *const libc::iovec, count: c_int, offset: i64) -> isize;
-    fn pwritev2(fd: c_int, iov: *const libc::iovec, count: c_int, offset: i64, flags: c_int) -> isize;
+    fn pwritev2(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: i64,
+        flags: c_int,
+    ) -> isize;
     fn pread64(fd: c_int, buf: *mut c_void, n: usize, offset: i64) -> isize;
-    fn preadv2(fd: c_int, iov: *const libc::iovec, count: c_int, offset: i64, flags: c_int) -> isize;
+    fn preadv2(
+        fd: c_int,
+        iov: *const libc::iovec,
+        count: c_int,
+        offset: i64,
+        flags: c_int,
+    ) -> isize;
     fn fsync(fd: c_int) -> c_int;
     fn fdatasync(fd: c_int) -> c_int;
 }
@@ -50,7 +62,12 @@ fn flock(lock_type: c_int) -> libc::flock {
 /// Every error path of every family, and the success values callers rely on.
 fn errno_cases(dir: &str) -> Result<()> {
     let path = format!("{dir}/errno-probe");
-    let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
     let fd = file.as_raw_fd();
     let read_only = std::fs::File::open(&path)?;
     let ro = read_only.as_raw_fd();
@@ -58,46 +75,103 @@ fn errno_cases(dir: &str) -> Result<()> {
     // SAFETY: pipe fills two descriptors.
     unsafe { libc::pipe(pipe.as_mut_ptr()) };
     let byte = b"x";
-    let iov = libc::iovec { iov_base: byte.as_ptr() as *mut c_void, iov_len: 1 };
+    let iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut c_void,
+        iov_len: 1,
+    };
     let mut buf = [0u8; 8];
-    let mut riov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let riov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: each call gets valid or deliberately invalid arguments whose
     // failure is the point.
     unsafe {
-        outcome("pwrite64 ok", pwrite64(fd, byte.as_ptr().cast(), 1, 0) as i64);
-        outcome("pwrite ok at 10", pwrite(fd, byte.as_ptr().cast(), 1, 10) as i64);
-        outcome("pwrite64 EBADF", pwrite64(-1, byte.as_ptr().cast(), 1, 0) as i64);
-        outcome("pwrite64 read-only EBADF", pwrite64(ro, byte.as_ptr().cast(), 1, 0) as i64);
-        outcome("pwrite64 pipe ESPIPE", pwrite64(pipe[1], byte.as_ptr().cast(), 1, 0) as i64);
-        outcome("pwrite64 negative offset EINVAL", pwrite64(fd, byte.as_ptr().cast(), 1, -1) as i64);
+        outcome(
+            "pwrite64 ok",
+            pwrite64(fd, byte.as_ptr().cast(), 1, 0) as i64,
+        );
+        outcome(
+            "pwrite ok at 10",
+            pwrite(fd, byte.as_ptr().cast(), 1, 10) as i64,
+        );
+        outcome(
+            "pwrite64 EBADF",
+            pwrite64(-1, byte.as_ptr().cast(), 1, 0) as i64,
+        );
+        outcome(
+            "pwrite64 read-only EBADF",
+            pwrite64(ro, byte.as_ptr().cast(), 1, 0) as i64,
+        );
+        outcome(
+            "pwrite64 pipe ESPIPE",
+            pwrite64(pipe[1], byte.as_ptr().cast(), 1, 0) as i64,
+        );
+        outcome(
+            "pwrite64 negative offset EINVAL",
+            pwrite64(fd, byte.as_ptr().cast(), 1, -1) as i64,
+        );
         outcome("pwritev ok", pwritev(fd, &iov, 1, 2) as i64);
-        outcome("pwritev2 bad flags", pwritev2(fd, &iov, 1, 0, 0x7fff_0000) as i64);
-        outcome("pread64 ok", pread64(fd, buf.as_mut_ptr().cast(), 8, 0) as i64);
-        outcome("pread64 EBADF", pread64(-1, buf.as_mut_ptr().cast(), 8, 0) as i64);
-        outcome("preadv2 ok", preadv2(fd, &mut riov, 1, 0, 0) as i64);
+        outcome(
+            "pwritev2 bad flags",
+            pwritev2(fd, &iov, 1, 0, 0x7fff_0000) as i64,
+        );
+        outcome(
+            "pread64 ok",
+            pread64(fd, buf.as_mut_ptr().cast(), 8, 0) as i64,
+        );
+        outcome(
+            "pread64 EBADF",
+            pread64(-1, buf.as_mut_ptr().cast(), 8, 0) as i64,
+        );
+        outcome("preadv2 ok", preadv2(fd, &riov, 1, 0, 0) as i64);
         outcome("fsync ok", i64::from(fsync(fd)));
         outcome("fsync EBADF", i64::from(fsync(-1)));
         outcome("fdatasync pipe EINVAL", i64::from(fdatasync(pipe[0])));
         outcome("fcntl64 F_GETFL", i64::from(fcntl64(fd, libc::F_GETFL)));
         outcome("fcntl F_GETFD", i64::from(fcntl(fd, libc::F_GETFD)));
         outcome("__fcntl EBADF", i64::from(__fcntl(-1, libc::F_GETFL)));
-        outcome("fcntl64 bad command EINVAL", i64::from(fcntl64(fd, 0x7fff_ffff)));
+        outcome(
+            "fcntl64 bad command EINVAL",
+            i64::from(fcntl64(fd, 0x7fff_ffff)),
+        );
         let dup = fcntl64(fd, libc::F_DUPFD, 100);
         outcome("fcntl64 F_DUPFD >= 100", i64::from(dup >= 100));
         libc::close(dup);
-        outcome("fcntl64 F_SETLK bad pointer EFAULT", i64::from(fcntl64(fd, libc::F_SETLK, 8usize)));
+        outcome(
+            "fcntl64 F_SETLK bad pointer EFAULT",
+            i64::from(fcntl64(fd, libc::F_SETLK, 8usize)),
+        );
 
         // Open-file-description locks conflict between two opens in one process.
-        let other = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+        let other = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
         let mut lock = flock(libc::F_WRLCK);
-        outcome("fcntl64 F_OFD_SETLK ok", i64::from(fcntl64(fd, libc::F_OFD_SETLK, &mut lock)));
+        outcome(
+            "fcntl64 F_OFD_SETLK ok",
+            i64::from(fcntl64(fd, libc::F_OFD_SETLK, &mut lock)),
+        );
         let mut lock = flock(libc::F_WRLCK);
-        outcome("fcntl64 F_OFD_SETLK conflict", i64::from(fcntl64(other.as_raw_fd(), libc::F_OFD_SETLK, &mut lock)));
+        outcome(
+            "fcntl64 F_OFD_SETLK conflict",
+            i64::from(fcntl64(other.as_raw_fd(), libc::F_OFD_SETLK, &mut lock)),
+        );
         let mut query = flock(libc::F_WRLCK);
-        outcome("fcntl64 F_OFD_GETLK", i64::from(fcntl64(other.as_raw_fd(), libc::F_OFD_GETLK, &mut query)));
-        println!("F_OFD_GETLK fills: l_type={} l_pid={}", query.l_type, query.l_pid);
+        outcome(
+            "fcntl64 F_OFD_GETLK",
+            i64::from(fcntl64(other.as_raw_fd(), libc::F_OFD_GETLK, &mut query)),
+        );
+        println!(
+            "F_OFD_GETLK fills: l_type={} l_pid={}",
+            query.l_type, query.l_pid
+        );
         let mut unlock = flock(libc::F_UNLCK);
-        outcome("fcntl64 F_OFD_SETLK unlock", i64::from(fcntl64(fd, libc::F_OFD_SETLK, &mut unlock)));
+        outcome(
+            "fcntl64 F_OFD_SETLK unlock",
+            i64::from(fcntl64(fd, libc::F_OFD_SETLK, &mut unlock)),
+        );
 
         // Classic POSIX locks conflict between processes.
         let mut ready = [0; 2];
@@ -116,9 +190,15 @@ fn errno_cases(dir: &str) -> Result<()> {
         libc::close(ready[1]);
         libc::read(ready[0], buf.as_mut_ptr().cast(), 1);
         let mut lock = flock(libc::F_WRLCK);
-        outcome("fcntl64 F_SETLK conflict", i64::from(fcntl64(fd, libc::F_SETLK, &mut lock)));
+        outcome(
+            "fcntl64 F_SETLK conflict",
+            i64::from(fcntl64(fd, libc::F_SETLK, &mut lock)),
+        );
         let mut query = flock(libc::F_RDLCK);
-        outcome("fcntl64 F_GETLK", i64::from(fcntl64(fd, libc::F_GETLK, &mut query)));
+        outcome(
+            "fcntl64 F_GETLK",
+            i64::from(fcntl64(fd, libc::F_GETLK, &mut query)),
+        );
         println!(
             "F_GETLK fills: l_type={} l_pid is the child: {}",
             query.l_type,
@@ -264,8 +344,14 @@ fn signals(dir: &str) -> Result<()> {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = count_signal as extern "C" fn(c_int) as usize;
         libc::sigaction(libc::SIGALRM, &action, std::ptr::null_mut());
-        let tick = libc::timeval { tv_sec: 0, tv_usec: 1000 };
-        let timer = libc::itimerval { it_interval: tick, it_value: tick };
+        let tick = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 1000,
+        };
+        let timer = libc::itimerval {
+            it_interval: tick,
+            it_value: tick,
+        };
         libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
     }
     let start = Instant::now();
@@ -273,8 +359,14 @@ fn signals(dir: &str) -> Result<()> {
     let ret = unsafe { fsync(file.as_raw_fd()) };
     let elapsed = start.elapsed();
     let off = libc::itimerval {
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
-        it_value: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
     };
     // SAFETY: a valid itimerval.
     unsafe { libc::setitimer(libc::ITIMER_REAL, &off, std::ptr::null_mut()) };

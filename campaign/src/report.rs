@@ -1,0 +1,348 @@
+//! What a campaign prints: a line per run, the command that reproduces a
+//! failure, and the summary (also written as summary.json).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::plan::Shard;
+use crate::run::{Outcome, RunResult, STDERR, STDOUT};
+
+pub const EXIT_PASS: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_NOTHING_INJECTED: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// What a reproduce command needs besides the run's seed.
+#[derive(Debug)]
+pub struct Context {
+    pub cwd: PathBuf,
+    /// LD_PRELOAD and every DELAYSHIM_* setting in effect.
+    pub env: Vec<(String, OsString)>,
+    pub command: Vec<OsString>,
+}
+
+/// Quotes one word for a POSIX shell.
+pub fn shell_word(word: &[u8]) -> String {
+    let plain = !word.is_empty()
+        && word
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,+@%".contains(b));
+    let text = String::from_utf8_lossy(word);
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a OsString>) -> String {
+    words
+        .into_iter()
+        .map(|w| shell_word(w.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The shell command that repeats run `seed`: same directory, same
+/// environment, same command line.
+pub fn reproduce_command(context: &Context, seed: u64) -> String {
+    let mut line = format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()));
+    for (name, value) in &context.env {
+        let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
+    }
+    let _ = write!(
+        line,
+        "DELAYSHIM_SEED={seed} {}",
+        shell_words(&context.command)
+    );
+    line
+}
+
+/// `pwrite64 412, fcntl64 803, fsync 31`, most delayed first.
+fn delay_counts(delayed: &BTreeMap<String, u64>) -> String {
+    let mut counts: Vec<(&String, &u64)> = delayed.iter().filter(|(_, n)| **n > 0).collect();
+    counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The last `n` non-empty lines of a run's output file.
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(200).collect())
+        .collect()
+}
+
+/// The lines printed when a run ends; a failure adds what it printed last,
+/// the command that reproduces it and where its files are.
+pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Result<String> {
+    let mut text = format!(
+        "[{}/{}] seed={} {} {:.1} s  delays: {}",
+        summary.done,
+        summary.planned,
+        result.seed,
+        result.outcome.kind(),
+        result.elapsed.as_secs_f64(),
+        delay_counts(&result.injection.delayed)
+    );
+    if let Some(detail) = result.outcome.detail() {
+        let _ = write!(text, "  ({detail})");
+    }
+    text.push('\n');
+    if result.outcome.is_pass() || result.outcome == Outcome::Interrupted {
+        return Ok(text);
+    }
+    for name in [STDOUT, STDERR] {
+        for line in tail(&result.dir.join(name), 3) {
+            let _ = writeln!(text, "    {name}: {line}");
+        }
+    }
+    let command = reproduce_command(context, result.seed);
+    let saved = result.dir.join("reproduce.sh");
+    std::fs::write(&saved, format!("#!/bin/sh\n{command}\n"))
+        .with_context(|| format!("writing {}", saved.display()))?;
+    let _ = writeln!(text, "    reproduce: {command}");
+    let _ = writeln!(
+        text,
+        "    output, statistics and log: {}",
+        result.dir.display()
+    );
+    Ok(text)
+}
+
+/// A campaign's totals as runs finish.
+#[derive(Debug)]
+pub struct Summary {
+    seed: u64,
+    shard: Shard,
+    pub planned: usize,
+    pub done: usize,
+    by_kind: BTreeMap<&'static str, usize>,
+    failing: Vec<(u64, &'static str)>,
+    delayed: BTreeMap<String, u64>,
+    delay_us: u64,
+    runs: Vec<serde_json::Value>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn new(seed: u64, shard: Shard, planned: usize) -> Summary {
+        Summary {
+            seed,
+            shard,
+            planned,
+            done: 0,
+            by_kind: BTreeMap::new(),
+            failing: Vec::new(),
+            delayed: BTreeMap::new(),
+            delay_us: 0,
+            runs: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn add(&mut self, result: &RunResult) {
+        self.done += 1;
+        let kind = result.outcome.kind();
+        *self.by_kind.entry(kind).or_default() += 1;
+        if !result.outcome.is_pass() && result.outcome != Outcome::Interrupted {
+            self.failing.push((result.seed, kind));
+        }
+        for (name, n) in &result.injection.delayed {
+            *self.delayed.entry(name.clone()).or_default() += n;
+        }
+        self.delay_us += result.injection.delay_us.values().sum::<u64>();
+        self.runs.push(serde_json::json!({
+            "index": result.index,
+            "seed": result.seed,
+            "outcome": kind,
+            "detail": result.outcome.detail(),
+            "seconds": result.elapsed.as_secs_f64(),
+            "delayed": result.injection.delayed,
+            "dir": result.dir,
+        }));
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.by_kind.get(kind).copied().unwrap_or(0)
+    }
+
+    /// 1 if any run failed, crashed, hung or was not fuzzed; 3 if nothing
+    /// was injected in the whole campaign; 130 if interrupted.
+    pub fn exit_code(&self, interrupted: bool) -> u8 {
+        let broken = ["FAIL", "CRASH", "HANG"].iter().any(|k| self.count(k) > 0);
+        if interrupted {
+            EXIT_INTERRUPTED
+        } else if broken {
+            EXIT_FAILED
+        } else if self.delayed.values().sum::<u64>() == 0 {
+            EXIT_NOTHING_INJECTED
+        } else if self.count("NO INJECTION") > 0 {
+            EXIT_FAILED
+        } else {
+            EXIT_PASS
+        }
+    }
+
+    /// The closing lines.
+    pub fn text(&self, stops_at_failure: bool) -> String {
+        let mut text = format!(
+            "run-fuzz: {} of {} runs done in {:.1} s: {} passed",
+            self.done,
+            self.planned,
+            self.elapsed.as_secs_f64(),
+            self.count("PASS")
+        );
+        for kind in ["FAIL", "CRASH", "HANG", "NO INJECTION", "INTERRUPTED"] {
+            let n = self.count(kind);
+            if n > 0 {
+                let _ = write!(text, ", {n} {kind}");
+            }
+        }
+        text.push('\n');
+        if self.done < self.planned && stops_at_failure && !self.failing.is_empty() {
+            text.push_str("run-fuzz: stopped at the first failure (--keep-going runs them all)\n");
+        }
+        if !self.failing.is_empty() {
+            let seeds: Vec<String> = self
+                .failing
+                .iter()
+                .map(|(seed, kind)| format!("{seed} ({kind})"))
+                .collect();
+            let _ = writeln!(text, "failing seeds: {}", seeds.join(", "));
+        }
+        let total: u64 = self.delayed.values().sum();
+        let _ = writeln!(
+            text,
+            "delays injected: {total} ({}), {:.1} s in all",
+            delay_counts(&self.delayed),
+            self.delay_us as f64 / 1e6
+        );
+        text
+    }
+
+    /// summary.json: the campaign and every run, for scripts and CI.
+    pub fn write_json(&self, path: &Path, exit_code: u8) -> Result<()> {
+        let json = serde_json::json!({
+            "seed": self.seed,
+            "shard": self.shard.to_string(),
+            "planned": self.planned,
+            "done": self.done,
+            "exit_code": exit_code,
+            "by_outcome": self.by_kind,
+            "delayed": self.delayed,
+            "seconds": self.elapsed.as_secs_f64(),
+            "runs": self.runs,
+        });
+        std::fs::write(path, format!("{json:#}\n"))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Injection;
+
+    #[test]
+    fn words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word(b"/usr/bin/driver"), "/usr/bin/driver");
+        assert_eq!(shell_word(b"a b"), "'a b'");
+        assert_eq!(shell_word(b"it's"), r"'it'\''s'");
+        assert_eq!(shell_word(b""), "''");
+        assert_eq!(shell_word(b"*.db"), "'*.db'");
+    }
+
+    #[test]
+    fn reproduce_command_sets_everything() {
+        let context = Context {
+            cwd: "/w d".into(),
+            env: vec![
+                ("LD_PRELOAD".into(), "/x/libdelayshim.so".into()),
+                ("DELAYSHIM_FCNTL".into(), "unlock".into()),
+            ],
+            command: vec!["driver".into(), "--op".into(), "get-set".into()],
+        };
+        assert_eq!(
+            reproduce_command(&context, 7),
+            "cd '/w d' && LD_PRELOAD=/x/libdelayshim.so DELAYSHIM_FCNTL=unlock DELAYSHIM_SEED=7 driver --op get-set"
+        );
+    }
+
+    fn result(outcome: Outcome, delayed: u64) -> RunResult {
+        let mut injection = Injection::default();
+        injection.delayed.insert("fcntl64".into(), delayed);
+        RunResult {
+            index: 0,
+            seed: 5,
+            outcome,
+            elapsed: Duration::from_millis(1500),
+            injection,
+            dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_worst_run() {
+        let code = |outcomes: Vec<(Outcome, u64)>| {
+            let mut summary = Summary::new(1, Shard::WHOLE, outcomes.len());
+            for (outcome, delayed) in outcomes {
+                summary.add(&result(outcome, delayed));
+            }
+            summary.exit_code(false)
+        };
+        assert_eq!(code(vec![(Outcome::Pass, 3)]), EXIT_PASS);
+        assert_eq!(
+            code(vec![(Outcome::Pass, 3), (Outcome::Hang, 0)]),
+            EXIT_FAILED
+        );
+        assert_eq!(
+            code(vec![(Outcome::NoInjection("x".into()), 0)]),
+            EXIT_NOTHING_INJECTED
+        );
+        assert_eq!(
+            code(vec![
+                (Outcome::Pass, 3),
+                (Outcome::NoInjection("x".into()), 0)
+            ]),
+            EXIT_FAILED
+        );
+        assert_eq!(code(vec![(Outcome::Fail(1), 0)]), EXIT_FAILED);
+    }
+
+    #[test]
+    fn a_pass_line_names_the_delays() {
+        let mut summary = Summary::new(1, Shard::WHOLE, 20);
+        let run = result(Outcome::Pass, 803);
+        summary.add(&run);
+        let context = Context {
+            cwd: "/".into(),
+            env: vec![],
+            command: vec![],
+        };
+        assert_eq!(
+            run_lines(&summary, &run, &context).unwrap(),
+            "[1/20] seed=5 PASS 1.5 s  delays: fcntl64 803\n"
+        );
+        assert!(summary
+            .text(true)
+            .contains("delays injected: 803 (fcntl64 803)"));
+    }
+}

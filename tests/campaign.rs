@@ -1,0 +1,286 @@
+//! scripts/run-fuzz.sh: campaigns pass, fail with a reproduce line, hang,
+//! refuse programs the shim cannot enter, and split across machines.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::util::{artifacts, clean_command, driver, run, target_dir, tempdir, text, PROBE};
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// `scripts/run-fuzz.sh ARGS`, building into the tests' target directory.
+fn run_fuzz(args: &[&str]) -> Output {
+    artifacts();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
+    let mut command = clean_command(script);
+    command.env("CARGO_TARGET_DIR", target_dir()).args(args);
+    run(&mut command, LIMIT)
+}
+
+/// The seeds of the runs a campaign reported, from its `[i/n] seed=S` lines.
+fn run_seeds(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with('['))
+        .map(|line| {
+            let seed = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|f| f.strip_prefix("seed="));
+            seed.and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("run line {line:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_short_driver_campaign_passes_and_reports_delays() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--runs",
+        "2",
+        "--jobs",
+        "2",
+        "--mean",
+        "50",
+        "--seed",
+        "11",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let runs: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(runs.len(), 2, "{stdout}");
+    for line in runs {
+        assert!(line.contains(" PASS "), "{line}");
+        for name in ["pwrite64 ", "fcntl64 ", "fsync "] {
+            assert!(line.contains(name), "{name} delayed: {line}");
+        }
+    }
+    assert!(
+        stdout.contains("2 of 2 runs done") && stdout.contains("2 passed"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 2);
+    assert!(out_dir.path().join("run-0/stats.jsonl").exists());
+}
+
+#[test]
+fn a_racy_program_fails_with_a_command_that_reproduces_it() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--runs",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        driver().to_str().unwrap(),
+        "--op",
+        "get-set",
+        "--keys",
+        "10",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[1/3] seed=") && stdout.contains(" FAIL "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stopped at the first failure"), "{stdout}");
+    assert_eq!(
+        run_seeds(&stdout).len(),
+        1,
+        "no run starts after the first failure: {stdout}"
+    );
+    assert!(stdout.contains("failing seeds: "), "{stdout}");
+    let reproduce = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("reproduce: "))
+        .unwrap_or_else(|| panic!("a reproduce line: {stdout}"));
+    assert!(
+        reproduce.contains("LD_PRELOAD=") && reproduce.contains("DELAYSHIM_SEED="),
+        "{reproduce}"
+    );
+    // The line is a working command: the race shows again (64 threads on
+    // 10 keys lose updates in every run measured).
+    let again = run(clean_command("sh").arg("-c").arg(reproduce), LIMIT);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).starts_with("FAIL: "));
+
+    let out = run_fuzz(&[
+        "--runs",
+        "2",
+        "--keep-going",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "false",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("2 of 2 runs done") && stdout.contains("2 FAIL"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_program_that_intercepts_nothing_is_no_injection() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--runs",
+        "2",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains(" NO INJECTION ") && stdout.contains("intercepted no calls"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(" PASS "), "{stdout}");
+}
+
+fn processes_running(command_line: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            String::from_utf8_lossy(cmdline).replace('\0', " ").trim() == command_line
+        })
+        .count()
+}
+
+#[test]
+fn a_run_past_the_timeout_is_a_hang_and_its_group_is_killed() {
+    let out_dir = tempdir();
+    // The shell forks the sleep: killing only the shell would leave it behind.
+    let out = run_fuzz(&[
+        "--runs",
+        "1",
+        "--timeout",
+        "1",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "sleep 37.25; true",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(" HANG "), "{stdout}");
+    assert!(
+        stdout.contains("failing seeds: ") && stdout.contains("(HANG)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        processes_running("sleep 37.25"),
+        0,
+        "the hung run's whole process group was killed"
+    );
+}
+
+#[test]
+fn static_setuid_and_setgid_programs_are_refused() {
+    let dir = tempdir();
+    let source = dir.path().join("static.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let static_program = dir.path().join("static");
+    let cc = Command::new("cc")
+        .arg("-static")
+        .arg("-o")
+        .arg(&static_program)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc -static: {}", text(&cc.stderr));
+    let true_program = Path::new("/bin/true");
+    let mut cases = vec![(static_program, "statically linked")];
+    for (mode, why) in [(0o4755, "set-user-ID"), (0o2755, "set-group-ID")] {
+        let copy = dir.path().join(format!("true-{mode:o}"));
+        std::fs::copy(true_program, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
+        cases.push((copy, why));
+    }
+    for (program, why) in cases {
+        let out = run_fuzz(&["--runs", "1", "--", program.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{program:?}: {stderr}");
+        assert!(
+            stderr.contains("refusing to fuzz") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn shards_split_the_seeds_with_no_overlap() {
+    let out_dir = tempdir();
+    let campaign = |shard: &str| -> Vec<u64> {
+        let dir = out_dir.path().join(shard.replace('/', "-of-"));
+        let out = run_fuzz(&[
+            "--runs",
+            "10",
+            "--seed",
+            "5",
+            "--shard",
+            shard,
+            "--mean",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+            "--",
+            PROBE,
+            "calls",
+            "3",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        run_seeds(&text(&out.stdout))
+    };
+    let whole: BTreeSet<u64> = campaign("1/1").into_iter().collect();
+    assert_eq!(whole.len(), 10);
+    let shards: Vec<Vec<u64>> = ["1/3", "2/3", "3/3"].map(campaign).into();
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
+    let joined: BTreeSet<u64> = shards.iter().flatten().copied().collect();
+    assert_eq!(joined.len(), 10, "no seed runs on two shards");
+    assert_eq!(joined, whole, "the shards together are the whole campaign");
+}
+
+#[test]
+fn bad_options_and_settings_are_usage_errors() {
+    for (args, says) in [
+        (&["--mean", "10ms", "--", "true"][..], "DELAYSHIM_MEAN_US"),
+        (&["--shard", "0/2"], "I/N"),
+        (&["--runs", "0"], "--runs"),
+        (&["--", "no-such-program-anywhere"], "not found in PATH"),
+    ] {
+        let out = run_fuzz(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let help = run_fuzz(&["--help"]);
+    assert!(text(&help.stdout).contains("--shard <I/N>"));
+}
