@@ -20,8 +20,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cache (
     expire_time REAL
 )";
 
-/// Rows an operation may see: those without an expiry or not yet expired.
-const VISIBLE: &str = "(expire_time IS NULL OR expire_time > ?)";
+/// Statements that see only rows without an expiry or not yet expired,
+/// spelled out in full so each is prepared once and cached.
+macro_rules! visible {
+    ($head:literal $(, $tail:literal)?) => {
+        concat!($head, " (expire_time IS NULL OR expire_time > ?)" $(, $tail)?)
+    };
+}
 
 /// SQLite's `synchronous` setting for the cache's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -311,10 +316,9 @@ impl Cache {
                 .checked_add(delta)
                 .ok_or_else(|| Error::Overflow(key.clone()))?;
             // Keep an existing item's expiry; an item made from the default has none.
-            let updated = tx.execute(
-                &format!("UPDATE cache SET value = ? WHERE key = ? AND {VISIBLE}"),
-                params![new, key, now],
-            )?;
+            let updated = tx
+                .prepare_cached(visible!("UPDATE cache SET value = ? WHERE key = ? AND"))?
+                .execute(params![new, key, now])?;
             if updated == 0 {
                 upsert(tx, &key, &Value::Int(new), None)?;
             }
@@ -397,11 +401,8 @@ impl Cache {
     /// ```
     pub fn len(&self) -> Result<u64> {
         self.read(|conn, now| {
-            conn.query_row(
-                &format!("SELECT COUNT(*) FROM cache WHERE {VISIBLE}"),
-                [now],
-                |row| row.get(0),
-            )
+            conn.prepare_cached(visible!("SELECT COUNT(*) FROM cache WHERE"))?
+                .query_row([now], |row| row.get(0))
         })
     }
 
@@ -453,9 +454,8 @@ impl Cache {
     /// ```
     pub fn iter(&self) -> Result<std::vec::IntoIter<Key>> {
         self.read(|conn, now| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT key FROM cache WHERE {VISIBLE} ORDER BY key"
-            ))?;
+            let mut statement =
+                conn.prepare_cached(visible!("SELECT key FROM cache WHERE", " ORDER BY key"))?;
             let keys = statement
                 .query_map([now], |row| row.get(0))?
                 .collect::<rusqlite::Result<Vec<Key>>>()?;
@@ -482,11 +482,9 @@ fn open_connection(db_path: &Path, options: &CacheOptions) -> Result<Connection>
 }
 
 fn select_visible(conn: &Connection, key: &Key, now: f64) -> rusqlite::Result<Option<Value>> {
-    conn.prepare_cached(&format!(
-        "SELECT value FROM cache WHERE key = ? AND {VISIBLE}"
-    ))?
-    .query_row(params![key, now], |row| row.get(0))
-    .optional()
+    conn.prepare_cached(visible!("SELECT value FROM cache WHERE key = ? AND"))?
+        .query_row(params![key, now], |row| row.get(0))
+        .optional()
 }
 
 fn upsert(

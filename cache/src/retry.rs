@@ -39,8 +39,8 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// sleeps 1, 2, 5, 10 ... 100 ms and so leaves a freed lock idle for
 /// milliseconds; a write transaction here takes tens of microseconds, so
 /// waiters retry on a much finer, jittered schedule.
-const MIN_PAUSE: Duration = Duration::from_micros(20);
-const MAX_PAUSE: Duration = Duration::from_millis(2);
+const MIN_PAUSE: Duration = Duration::from_micros(10);
+const MAX_PAUSE: Duration = Duration::from_micros(500);
 
 /// Runs `attempt` until it succeeds, fails with something other than
 /// SQLITE_BUSY/SQLITE_LOCKED, or `timeout` has passed since the first try.
