@@ -10,3 +10,4 @@ mod driver;
 mod errno;
 mod families;
 mod fork;
+mod readme;
