@@ -59,6 +59,12 @@ struct Args {
     /// How each thread increments a counter.
     #[arg(long, value_enum, default_value_t = Op::Incr)]
     op: Op,
+    /// Microseconds between workers' starts (after each has opened the
+    /// cache): worker i starts i x STAGGER_US after worker 0. Staggered
+    /// workers rarely overlap without help, which makes a low-contention
+    /// race target.
+    #[arg(long, default_value_t = 0)]
+    stagger_us: u64,
     /// Seconds an operation waits for a locked database before the worker fails.
     #[arg(long, default_value_t = 60.0)]
     lock_timeout: f64,
@@ -128,7 +134,7 @@ fn run_workers(args: &Args, dir: &Path) -> Result<Vec<String>> {
         // runs `worker` and exits.
         match unsafe { fork() }.context("fork")? {
             ForkResult::Child => {
-                let code = match run_worker(args, dir) {
+                let code = match run_worker(args, dir, worker) {
                     Ok(()) => 0,
                     Err(error) => {
                         // One write, so that workers' lines do not interleave.
@@ -176,8 +182,9 @@ fn wait_for(worker: u32, child: Pid) -> Result<Option<String>> {
 
 /// One worker process: its own cache (a connection never crosses fork), and
 /// `threads` threads incrementing every key once.
-fn run_worker(args: &Args, dir: &Path) -> Result<()> {
+fn run_worker(args: &Args, dir: &Path, worker: u32) -> Result<()> {
     let cache = args.open(dir).context("opening the cache")?;
+    std::thread::sleep(Duration::from_micros(args.stagger_us * u64::from(worker)));
     std::thread::scope(|scope| {
         let threads: Vec<_> = (0..args.threads)
             .map(|_| scope.spawn(|| increment_all(args, &cache)))
