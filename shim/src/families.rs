@@ -46,7 +46,7 @@ pub type FuncSet = u64;
 
 /// Generates, from one list: the [`Func`] index enum, the [`FUNCS`] table
 /// and an exported wrapper per function that calls
-/// [`crate::intercept::intercept`] around the real function.
+/// [`crate::intercept::intercept_slow`] around the real function.
 ///
 /// Every function's first argument is a file descriptor. A variadic real
 /// function (fcntl) takes its optional argument after `; variadic`, as one
@@ -95,7 +95,13 @@ macro_rules! interpose {
                 // SAFETY: dlsym found this name's definition, whose C
                 // prototype RealFn spells out.
                 let real = unsafe { std::mem::transmute::<*mut c_void, RealFn>(address) };
-                crate::intercept::intercept(
+                // The pass-through path: nothing built, nothing stored, a
+                // call the compiler can turn into a jump.
+                if crate::intercept::passes_through(Func::$name) {
+                    // SAFETY: the caller's arguments, passed on unchanged.
+                    return unsafe { real($fd $(, $arg)* $(, $va)?) };
+                }
+                crate::intercept::intercept_slow(
                     Func::$name,
                     $fd,
                     || -> Option<FcntlCall> { $(return Some($detail);)? #[allow(unreachable_code)] None },

@@ -40,31 +40,24 @@ pub(crate) fn config() -> Option<&'static Config> {
     CONFIG.get()
 }
 
-/// Calls `call` (the real function), sleeping around it when `func` is
-/// selected. The real call's result and errno reach the caller untouched.
+/// Whether a call to `func` goes straight to the real function: neither
+/// delayed nor counted. One load and one test.
 #[inline(always)]
-pub fn intercept<R>(
+pub fn passes_through(func: Func) -> bool {
+    ACTIVE.load(Relaxed) & (1 << func as usize | COUNT_CALLS) == 0
+}
+
+/// Calls `call` (the real function), counting it and sleeping around it
+/// when `func` is selected. The real call's result and errno reach the
+/// caller untouched.
+#[inline(never)]
+pub fn intercept_slow<R>(
     func: Func,
     fd: c_int,
     describe: impl FnOnce() -> Option<FcntlCall>,
     call: impl FnOnce() -> R,
 ) -> R {
     let active = ACTIVE.load(Relaxed);
-    // The pass-through path: one load and one test.
-    if active & (1 << func as usize | COUNT_CALLS) == 0 {
-        return call();
-    }
-    intercept_slow(func, fd, active, describe, call)
-}
-
-#[inline(never)]
-fn intercept_slow<R>(
-    func: Func,
-    fd: c_int,
-    active: u64,
-    describe: impl FnOnce() -> Option<FcntlCall>,
-    call: impl FnOnce() -> R,
-) -> R {
     if active & COUNT_CALLS != 0 {
         crate::stats::count_call(func);
     }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmarks: pass-through cost, the driver's run time, increment latency,
+# and time to detection of each race target against plain reruns and
+# strace's delay injection. Writes BENCHMARKS.md, benchmarks/results.json
+# and benchmarks/detection-vs-mean.svg.
+#
+#   scripts/bench.sh [--quick] [overhead|driver|incr|detection|chart|diskcache]...
+#
+# Needs python3 and strace; creates target/bench-venv with
+# python-diskcache 5.6.3 for the comparisons.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" \
+    -p delayshim -p driver -p delayshim-targets -p delayshim-suite --bins >&2
+exec python3 "$root/scripts/bench.py" "$@"
