@@ -32,6 +32,8 @@ REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
 PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache"]
+# `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
+REPORT_ONLY = "report"
 
 # The shim's default mean, used for strace's fixed delay too.
 DEFAULT_MEAN_US = 200
@@ -134,11 +136,12 @@ def part_diskcache(quick):
     traced = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={STRACE_CALLS}"]
     configs = [
         ("python-diskcache 5.6.3, plain", [], [], 3 if quick else 9),
-        ("under strace (ptrace, no injection)", traced, [], 1 if quick else 3),
-        ("under strace --seccomp-bpf (no injection)", traced[:2] + ["--seccomp-bpf"] + traced[2:], [], 1 if quick else 3),
+        ("python-diskcache under strace (ptrace, no injection)", traced, [], 1 if quick else 3),
+        ("python-diskcache under strace --seccomp-bpf (no injection)", traced[:2] + ["--seccomp-bpf"] + traced[2:], [],
+         1 if quick else 3),
     ]
     if not quick:
-        configs.append(("sys.settrace delay fuzzer (mean 10 ms per line)", [], ["--fuzz"], 1))
+        configs.append(("python-diskcache with the sys.settrace delay fuzzer (mean 10 ms per line)", [], ["--fuzz"], 1))
     rows = []
     for name, prefix, flags, n in configs:
         times, passed = [], 0
@@ -183,21 +186,21 @@ def targets():
     return {
         "driver get-set": (
             [str(RELEASE / "driver"), "--op", "get-set", "--workers", "2", "--threads", "1", "--keys", "10",
-             "--stagger-us", "1000"],
+             "--shards", "1", "--stagger-us", "1000"],
             {"DELAYSHIM_FCNTL": "unlock", "DELAYSHIM_WHEN": "after", "DELAYSHIM_MEAN_US": "1000"},
-            "2 workers x 1 thread x 10 keys, second worker 1 ms later"),
+            "2 workers x 1 thread x 10 keys on one shard, the second worker 1 ms later"),
         "check-then-insert": (
             [str(RELEASE / "check-then-insert")],
-            {"DELAYSHIM_FCNTL": "unlock", "DELAYSHIM_WHEN": "after", "DELAYSHIM_MEAN_US": "1000"},
-            "2 processes x 5 keys over SQLite, second process 1 ms later"),
+            {"DELAYSHIM_MEAN_US": "20"},
+            "2 processes x 5 keys over SQLite, the second process 1 ms later"),
         "lock-gap": (
-            [str(RELEASE / "lock-gap"), "--increments", "1"],
-            {"DELAYSHIM_FCNTL": "unlock", "DELAYSHIM_WHEN": "after", "DELAYSHIM_MEAN_US": "200"},
-            "2 processes x 1 increment, fcntl locks + pread/pwrite, no SQLite"),
+            [str(RELEASE / "lock-gap")],
+            {"DELAYSHIM_MEAN_US": "1000"},
+            "2 processes x 1 increment, fcntl locks + pread/pwrite, no SQLite, the second 1 ms later"),
         "python sqlite3": (
             ["python3", str(ROOT / "targets" / "python" / "racy_incr.py"), py_db],
-            {"DELAYSHIM_FCNTL": "unlock", "DELAYSHIM_WHEN": "after", "DELAYSHIM_MEAN_US": "200"},
-            "python3 + Debian's libsqlite3, 2 processes x 3 increments, second 1 ms later"),
+            {"DELAYSHIM_MEAN_US": "20"},
+            "python3 + Debian's libsqlite3, 2 processes x 3 increments, the second 1 ms later"),
     }
 
 
@@ -224,7 +227,8 @@ def detect(command, env, runs, prefix=(), seed_base=None):
 
 
 def strace_prefix(mean_us):
-    return ["strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={STRACE_CALLS}",
+    # --seccomp-bpf stops only at the traced calls: strace at its fastest.
+    return ["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", f"trace={STRACE_CALLS}",
             "-e", f"inject={STRACE_CALLS}:delay_enter={mean_us}"]
 
 
@@ -241,6 +245,10 @@ def part_detection(quick):
             f"strace inject delay_enter={DEFAULT_MEAN_US} us": detect(
                 command, clean_env(), fuzzed_runs, prefix=strace_prefix(DEFAULT_MEAN_US)),
         }
+        tuned_mean = int(tuned.get("DELAYSHIM_MEAN_US", DEFAULT_MEAN_US))
+        if tuned_mean != DEFAULT_MEAN_US:
+            rows[f"strace inject delay_enter={tuned_mean} us"] = detect(
+                command, clean_env(), fuzzed_runs, prefix=strace_prefix(tuned_mean))
         result[name] = {"command": " ".join(command), "note": note, "rows": rows}
         for config, row in rows.items():
             log(f"detection: {name}: {config}: {row['found']}/{row['runs']} in {row['mean_s']:.3f} s/run")
@@ -330,7 +338,9 @@ def write_report(results):
         out += ["## Time to detection", "",
                 "Each target has a real concurrency bug and exits 1 when it shows. Expected time to detection "
                 "= mean wall time per run / detection rate; where no run found the bug, the time spent is a "
-                "lower bound (shown with >). strace injects a fixed delay equal to the shim's default mean.", ""]
+                "lower bound (shown with >). strace (with --seccomp-bpf, its fastest mode) injects a fixed delay "
+                "before every pwrite, fcntl and fsync system call: at the shim's default mean, and at the tuned "
+                "configuration's mean where that differs.", ""]
         headline = []
         for name, target in det.items():
             out += [f"### {name}", "", f"`{target['command']}`: {target['note']}.", "",
@@ -358,6 +368,19 @@ def write_report(results):
                 headline.append(f"{name}: {', '.join(ratios)}")
             out.append("")
         results["headline"] = headline
+        out += ["### Reading these figures", "",
+                "The goal was an expected time to detection at least 10x shorter than plain reruns and than "
+                "strace's injection on every target. Against plain reruns the margin depends on how rare the "
+                "bug is without help: plain detection rates of a few in 400 carry wide error, so the ratios "
+                "move between runs of the script. Against strace it is not met on these targets, and the reason "
+                "is structural: each target makes only a few dozen pwrite/fcntl/fsync calls, so strace with "
+                "--seccomp-bpf (which stops only at those calls) adds little overhead, and a fixed delay bridges "
+                "a fixed 1 ms stagger as well as or better than an exponential one with the same mean "
+                "(lock-gap). The shim's lead is in programs that make many calls, where strace's stops dominate: "
+                "the 8x8x100 experiment below runs 6-7x slower under strace --seccomp-bpf and about 60x slower "
+                "under plain strace before any delay is injected, against 1.02x under the shim. What strace "
+                "cannot do at all: random delays per thread from a seed, lock versus unlock selection, "
+                "per-path filtering, delays after the call.", ""]
     chart = results.get("chart")
     if chart:
         out += ["## Detection rate against mean delay", "",
@@ -401,11 +424,14 @@ def write_report(results):
             med = {r["config"]: r["seconds"]["median"] for r in drv["rows"]}
             native = med["native"]
             off = med["shim, delays off (DELAYSHIM_ENABLE=0)"]
-            out.append(f"Shim loaded with delays off: {off / native:.2f}x native.")
+            line = f"The shim loaded with delays off takes {off / native:.2f}x native time."
             if dc:
                 plain = dc["rows"][0]["seconds"]["median"]
-                out.append(f" The driver is {plain / native:.1f}x faster than python-diskcache's experiment.")
-            out.append("")
+                line += (f" The driver runs the experiment {plain / native:.1f}x faster than python-diskcache "
+                         "(medians of this run).")
+                for row in dc["rows"][1:]:
+                    line += f" {row['config'].replace('python-diskcache ', '').capitalize()}: {row['seconds']['median'] / plain:.1f}x its plain time."
+            out += [line, ""]
     incr = results.get("incr")
     if incr:
         out += ["## Increment latency", "",
@@ -432,6 +458,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer runs")
     args = parser.parse_args()
     parts = args.parts or PARTS
+    if parts == [REPORT_ONLY]:
+        parts = []
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown part {', '.join(sorted(unknown))}; the parts are {', '.join(PARTS)}")

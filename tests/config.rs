@@ -203,3 +203,25 @@ fn unseeded_runs_report_the_seed_they_chose() {
         .collect();
     assert_ne!(seeds[0], seeds[1]);
 }
+
+#[test]
+fn without_a_seed_or_statistics_the_chosen_seed_is_printed() {
+    let out = run(under_shim(PROBE, &[]).args(["calls", "1"]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seed = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("delayshim: DELAYSHIM_SEED="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the seed is reported: {stderr:?}"));
+    assert!(seed.parse::<u64>().is_ok(), "{seed}");
+    let seeded = run(
+        under_shim(PROBE, &[("DELAYSHIM_SEED", "5")]).args(["calls", "1"]),
+        LIMIT,
+    );
+    assert!(
+        seeded.stderr.is_empty(),
+        "a given seed is not repeated: {}",
+        text(&seeded.stderr)
+    );
+}

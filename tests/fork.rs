@@ -146,3 +146,28 @@ fn exec_children_inherit_the_shim_and_ld_preload_is_untouched() {
         .unwrap_or_else(|| panic!("the exec'd probe wrote stats: {stats:?}"));
     assert_eq!(probe["calls"]["fcntl64"], 3);
 }
+
+#[test]
+fn a_vfork_child_that_fails_to_exec_leaves_the_parents_statistics_alone() {
+    // CPython's subprocess starts children with vfork; when exec fails the
+    // child leaves through _exit while sharing its parent's memory.
+    let dir = tempdir();
+    let stats = dir.path().join("stats");
+    let script = "import os, subprocess\n\
+                  try:\n    subprocess.run(['/nonexistent/program'])\n\
+                  except FileNotFoundError:\n    pass\n\
+                  print(os.getpid())";
+    let out = run(
+        under_shim("python3", &[("DELAYSHIM_STATS", stats.to_str().unwrap())])
+            .arg("-c")
+            .arg(script),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid: u64 = text(&out.stdout).trim().parse().unwrap();
+    let stats = read_stats(&stats);
+    assert!(
+        stats.iter().any(|s| s["pid"].as_u64() == Some(pid)),
+        "python3 (pid {pid}) wrote its own line: {stats:?}"
+    );
+}

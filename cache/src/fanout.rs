@@ -72,7 +72,17 @@ impl FanoutCache {
         &self.shards
     }
 
-    /// The shard that holds `key`.
+    /// The shard that holds `key`: the same in every process.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 8)?;
+    /// cache.set(42, 1)?;
+    /// let key = cache::Key::from(42);
+    /// assert!(cache.shard(&key).contains(42)?);
+    /// assert!(cache.shard(&key).db_path().starts_with(cache.dir()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shard(&self, key: &Key) -> &Cache {
         &self.shards[(key.stable_hash() % self.shards.len() as u64) as usize]
     }
@@ -92,12 +102,29 @@ impl FanoutCache {
     }
 
     /// [`Cache::set`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// cache.set(b"k".as_slice(), "v")?;
+    /// assert_eq!(cache.get(b"k".as_slice())?, Some(cache::Value::from("v")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set(&self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
         let key = key.into();
         self.shard(&key).set(key, value)
     }
 
     /// [`Cache::set_with_ttl`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// cache.set_with_ttl("gone", 1, std::time::Duration::ZERO)?;
+    /// assert_eq!(cache.get("gone")?, None);
+    /// assert_eq!(cache.len()?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_with_ttl(
         &self,
         key: impl Into<Key>,
@@ -109,6 +136,14 @@ impl FanoutCache {
     }
 
     /// [`Cache::add`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// assert!(cache.add(1, "first")?);
+    /// assert!(!cache.add(1, "second")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn add(&self, key: impl Into<Key>, value: impl Into<Value>) -> Result<bool> {
         let key = key.into();
         self.shard(&key).add(key, value)
@@ -128,18 +163,43 @@ impl FanoutCache {
     }
 
     /// [`Cache::decr`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// assert_eq!(cache.decr("stock", 2, Some(5))?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn decr(&self, key: impl Into<Key>, delta: i64, default: Option<i64>) -> Result<i64> {
         let key = key.into();
         self.shard(&key).decr(key, delta, default)
     }
 
     /// [`Cache::delete`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// cache.set(1, 1)?;
+    /// assert!(cache.delete(1)?);
+    /// assert!(!cache.contains(1)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
         let key = key.into();
         self.shard(&key).delete(key)
     }
 
     /// [`Cache::pop`] on the key's shard.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// cache.set(1, 10)?;
+    /// assert_eq!(cache.pop(1)?, Some(cache::Value::Int(10)));
+    /// assert_eq!(cache.pop(1)?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pop(&self, key: impl Into<Key>) -> Result<Option<Value>> {
         let key = key.into();
         self.shard(&key).pop(key)
@@ -152,6 +212,15 @@ impl FanoutCache {
     }
 
     /// Items present and not expired, over all shards.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// for key in 0..10 { cache.set(key, key)?; }
+    /// assert_eq!(cache.len()?, 10);
+    /// assert!(!cache.is_empty()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> Result<u64> {
         self.shards.iter().map(Cache::len).sum()
     }
@@ -175,6 +244,15 @@ impl FanoutCache {
     }
 
     /// Removes expired items from every shard; returns how many.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::FanoutCache::open(dir.path(), 4)?;
+    /// cache.set_with_ttl("a", 1, std::time::Duration::ZERO)?;
+    /// cache.set("b", 1)?;
+    /// assert_eq!(cache.expire()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn expire(&self) -> Result<u64> {
         self.shards.iter().map(Cache::expire).sum()
     }

@@ -41,14 +41,13 @@ impl Sampler {
 /// Sleeps `nanos` on the monotonic clock, to the end even when signals
 /// interrupt it (their handlers run in between). Leaves errno as it was.
 pub fn sleep_nanos(nanos: u64) {
-    // SAFETY: errno is this thread's; clock calls get valid timespecs.
+    let _errno = crate::errno::SavedErrno::save();
+    let mut deadline = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock calls get valid timespecs.
     unsafe {
-        let errno = libc::__errno_location();
-        let saved = *errno;
-        let mut deadline = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut deadline);
         let total = deadline.tv_nsec as u64 + nanos;
         deadline.tv_sec += (total / 1_000_000_000) as libc::time_t;
@@ -60,7 +59,6 @@ pub fn sleep_nanos(nanos: u64) {
             std::ptr::null_mut(),
         ) == libc::EINTR
         {}
-        *errno = saved;
     }
 }
 

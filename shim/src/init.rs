@@ -28,7 +28,16 @@ extern "C" fn init() {
             exit_now(EXIT_CONFIG_ERROR);
         }
     }
-    let seed = config.seed.unwrap_or_else(random_seed);
+    let seed = config.seed.unwrap_or_else(|| {
+        let seed = random_seed();
+        // The statistics line carries the seed; without it, say it here.
+        if config.stats.is_none() {
+            crate::log::stderr_line(&format!(
+                "delayshim: DELAYSHIM_SEED={seed} (chosen at random; set it to draw these delays again)"
+            ));
+        }
+        seed
+    });
     let command_line = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     crate::process::init(seed, &command_line);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
@@ -66,6 +75,9 @@ fn random_seed() -> u64 {
 
 /// Writes this process's statistics line, if asked for.
 extern "C" fn write_stats() {
+    if !crate::process::owns_state() {
+        return;
+    }
     let _guard = Guard::enter();
     if let Some(sink) = crate::intercept::config().and_then(|c| c.stats.as_ref()) {
         let _ = std::panic::catch_unwind(|| crate::stats::write(sink, crate::process::seed()));
@@ -87,7 +99,8 @@ fn exit_now(status: c_int) -> ! {
 
 /// `_exit` and `_Exit` skip atexit handlers: programs such as Python's
 /// multiprocessing end their fork children with them, so the statistics
-/// are written here first.
+/// are written here first (but not by a vfork child, which ends with
+/// `_exit` when its exec fails and shares its parent's counters).
 #[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn _exit(status: c_int) -> ! {

@@ -68,8 +68,11 @@ pub fn intercept_slow<R>(
         return call();
     };
     // A panic in the shim's own code must not unwind into C: the call then
-    // goes through undelayed.
-    let plan = catch_unwind(AssertUnwindSafe(|| plan(func, fd, describe))).unwrap_or(None);
+    // goes through undelayed. Planning reads /proc, which may set errno.
+    let plan = {
+        let _errno = crate::errno::SavedErrno::save();
+        catch_unwind(AssertUnwindSafe(|| plan(func, fd, describe))).unwrap_or(None)
+    };
     let Some(plan) = plan else {
         return call();
     };

@@ -24,6 +24,7 @@ compile_error!(
 
 pub mod config;
 pub mod delay;
+mod errno;
 pub mod families;
 mod fcntl;
 mod guard;

@@ -60,22 +60,18 @@ pub(crate) fn open_log(sink: &Sink) -> Result<(), String> {
 }
 
 fn write_all(fd: libc::c_int, bytes: &[u8]) {
-    // SAFETY: errno is this thread's; write is not interposed.
-    unsafe {
-        let errno = libc::__errno_location();
-        let saved = *errno;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let n = libc::write(fd, rest.as_ptr().cast(), rest.len());
-            if n <= 0 {
-                if n < 0 && *errno == libc::EINTR {
-                    continue;
-                }
-                break;
+    let _errno = crate::errno::SavedErrno::save();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: a valid buffer; write is not interposed.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            rest = &rest[n as usize..];
+            break;
         }
-        *errno = saved;
+        rest = &rest[n as usize..];
     }
 }
 

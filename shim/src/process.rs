@@ -6,7 +6,7 @@
 //! the same seed, and no two forked workers draw the same ones.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -17,6 +17,9 @@ static LINEAGE: AtomicU64 = AtomicU64::new(0);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(0);
 static NEXT_CHILD: AtomicU64 = AtomicU64::new(0);
+/// The process the shim's state belongs to: set at load and in each fork
+/// child. A vfork child shares the parent's memory but not its pid.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
 struct Stream {
     generation: u64,
@@ -44,6 +47,7 @@ fn combine(a: u64, b: u64) -> u64 {
 /// Sets the run's seed and the root lineage. An exec'd program starts a
 /// new root, told apart from its parent by its command line.
 pub(crate) fn init(seed: u64, command_line: &[u8]) {
+    OWNER_PID.store(current_pid(), Relaxed);
     SEED.store(seed, Relaxed);
     let lineage = command_line.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -53,6 +57,17 @@ pub(crate) fn init(seed: u64, command_line: &[u8]) {
 
 pub(crate) fn seed() -> u64 {
     SEED.load(Relaxed)
+}
+
+fn current_pid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// False in a vfork child (or a raw clone), whose writes to the shim's
+/// counters and flags would land in its parent's memory.
+pub(crate) fn owns_state() -> bool {
+    OWNER_PID.load(Relaxed) == current_pid()
 }
 
 /// Runs `f` with this thread's random stream, seeding it on first use and
@@ -83,6 +98,7 @@ pub(crate) extern "C" fn before_fork() {
 /// and streams, and statistics of its own. Only atomics: the child of a
 /// multi-threaded parent may not take locks.
 pub(crate) extern "C" fn in_fork_child() {
+    OWNER_PID.store(current_pid(), Relaxed);
     let ticket = FORK_TICKET.try_with(Cell::get).unwrap_or(u64::MAX);
     LINEAGE.store(combine(LINEAGE.load(Relaxed), ticket), Relaxed);
     NEXT_CHILD.store(0, Relaxed);

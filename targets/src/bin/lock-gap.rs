@@ -20,8 +20,12 @@ use delayshim_targets::{run_workers, EXIT_BUG_FOUND, EXIT_ERROR, EXIT_NO_BUG};
 struct Args {
     #[arg(long, default_value_t = 2)]
     processes: u32,
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 1)]
     increments: u32,
+    /// Microseconds between the processes' starts: process i starts
+    /// i x STAGGER_US after process 0, which without help is done by then.
+    #[arg(long, default_value_t = 1000)]
+    stagger_us: u64,
 }
 
 fn set_lock(file: &File, lock_type: i32) -> Result<()> {
@@ -61,9 +65,12 @@ fn write_counter(file: &File, value: u64) -> Result<()> {
     Ok(())
 }
 
-fn increment(path: &Path, increments: u32) -> Result<()> {
+fn increment(path: &Path, worker: u32, args: &Args) -> Result<()> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
-    for _ in 0..increments {
+    std::thread::sleep(std::time::Duration::from_micros(
+        args.stagger_us * u64::from(worker),
+    ));
+    for _ in 0..args.increments {
         set_lock(&file, libc::F_WRLCK)?;
         let value = read_counter(&file)?;
         set_lock(&file, libc::F_UNLCK)?;
@@ -79,7 +86,7 @@ fn run(args: &Args) -> Result<u8> {
     let dir = tempfile::Builder::new().prefix("lock-gap-").tempdir()?;
     let path = dir.path().join("counter");
     write_counter(&File::create(&path)?, 0)?;
-    run_workers(args.processes, |_| increment(&path, args.increments))?;
+    run_workers(args.processes, |worker| increment(&path, worker, args))?;
     let value = read_counter(&File::open(&path)?)?;
     let expected = u64::from(args.processes) * u64::from(args.increments);
     if value == expected {
