@@ -89,25 +89,38 @@ macro_rules! interpose {
             #[no_mangle]
             pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)* $(, $va: $vty)?) -> $ret {
                 type RealFn = real_fn_type!([$($vty)?] ($($ty),*) -> $ret);
-                let Some(address) = crate::real::address(Func::$name) else {
-                    return crate::real::missing(Func::$name);
-                };
-                // SAFETY: dlsym found this name's definition, whose C
-                // prototype RealFn spells out.
-                let real = unsafe { std::mem::transmute::<*mut c_void, RealFn>(address) };
-                // The pass-through path: nothing built, nothing stored, a
-                // call the compiler can turn into a jump.
-                if crate::intercept::passes_through(Func::$name) {
-                    // SAFETY: the caller's arguments, passed on unchanged.
-                    return unsafe { real($fd $(, $arg)* $(, $va)?) };
+
+                // Everything but the pass-through, out of line so that the
+                // exported function keeps no frame: two loads, two tests
+                // and a jump to the real function.
+                #[cold]
+                #[inline(never)]
+                unsafe fn slow($fd: c_int $(, $arg: $ty)* $(, $va: $vty)?) -> $ret {
+                    let Some(address) = crate::real::address(Func::$name) else {
+                        return crate::real::missing(Func::$name);
+                    };
+                    // SAFETY: dlsym found this name's definition, whose C
+                    // prototype RealFn spells out.
+                    let real = unsafe { std::mem::transmute::<*mut c_void, RealFn>(address) };
+                    crate::intercept::intercept_slow(
+                        Func::$name,
+                        $fd,
+                        || -> Option<FcntlCall> { $(return Some($detail);)? #[allow(unreachable_code)] None },
+                        // SAFETY: the caller's arguments, passed on unchanged.
+                        || unsafe { real($fd $(, $arg)* $(, $va)?) },
+                    )
                 }
-                crate::intercept::intercept_slow(
-                    Func::$name,
-                    $fd,
-                    || -> Option<FcntlCall> { $(return Some($detail);)? #[allow(unreachable_code)] None },
+
+                match crate::real::resolved(Func::$name) {
+                    Some(address) if crate::intercept::passes_through(Func::$name) => {
+                        // SAFETY: dlsym found this name's definition, whose C
+                        // prototype RealFn spells out; the caller's arguments
+                        // pass on unchanged.
+                        unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($fd $(, $arg)* $(, $va)?) }
+                    }
                     // SAFETY: the caller's arguments, passed on unchanged.
-                    || unsafe { real($fd $(, $arg)* $(, $va)?) },
-                )
+                    _ => unsafe { slow($fd $(, $arg)* $(, $va)?) },
+                }
             }
         )+)+
     };

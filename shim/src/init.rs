@@ -31,7 +31,7 @@ extern "C" fn init() {
     let seed = config.seed.unwrap_or_else(|| {
         let seed = random_seed();
         // The statistics line carries the seed; without it, say it here.
-        if config.stats.is_none() {
+        if config.enabled && config.stats.is_none() {
             crate::log::stderr_line(&format!(
                 "delayshim: DELAYSHIM_SEED={seed} (chosen at random; set it to draw these delays again)"
             ));

@@ -71,6 +71,15 @@ pub(crate) fn resolve_all() {
     let _ = exit_address();
 }
 
+/// The address of `func`'s real definition if it is resolved already: one
+/// load, for the pass-through path.
+#[inline(always)]
+#[cfg_attr(test, allow(dead_code))]
+pub(crate) fn resolved(func: Func) -> Option<*mut c_void> {
+    let address = REALS[func as usize].address.load(Ordering::Relaxed);
+    (!address.is_null()).then_some(address)
+}
+
 /// The address of `func`'s real definition, if there is one.
 #[inline(always)]
 pub(crate) fn address(func: Func) -> Option<*mut c_void> {
