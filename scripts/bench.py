@@ -208,7 +208,7 @@ def targets():
             {"DELAYSHIM_MEAN_US": "1000"},
             "2 processes x 1 increment, fcntl locks + pread/pwrite, no SQLite, the second 1 ms later"),
         "python sqlite3": (
-            ["python3", str(ROOT / "targets" / "python" / "racy_incr.py"), py_db],
+            ["python3", str(ROOT / "targets" / "python" / "sqlite_incr.py"), py_db, "--racy", "--stagger-ms", "1"],
             {"DELAYSHIM_MEAN_US": "20"},
             "python3 + Debian's libsqlite3, 2 processes x 3 increments, the second 1 ms later"),
     }

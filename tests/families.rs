@@ -85,13 +85,13 @@ fn python3_sqlite3_module_under_the_shim() {
     );
     let dir = tempdir();
     let stats = dir.path().join("stats.jsonl");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/sqlite_incr.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/python/sqlite_incr.py");
     let db = dir.path().join("counter.db");
     let out = run(
         under_shim("python3", &[("DELAYSHIM_STATS", stats.to_str().unwrap())])
             .arg(&script)
             .arg(&db)
-            .args(["4", "25"]),
+            .args(["--processes", "4", "--increments", "25"]),
         LIMIT,
     );
     assert_eq!(
