@@ -284,3 +284,32 @@ fn bad_options_and_settings_are_usage_errors() {
     let help = run_fuzz(&["--help"]);
     assert!(text(&help.stdout).contains("--shard <I/N>"));
 }
+
+#[test]
+fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
+    use std::io::{BufRead, BufReader, Read};
+    artifacts();
+    let out_dir = tempdir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
+    let mut child = clean_command(script)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .args(["--runs", "3", "--out", out_dir.path().to_str().unwrap(), "--", "sh", "-c", "sleep 41.5; true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The script execs the runner, whose header line says the runs began.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    stdout.read_line(&mut header).unwrap();
+    assert!(header.starts_with("run-fuzz: 3 runs of sh"), "{header}");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("INTERRUPTED") && rest.contains("1 of 3 runs done"), "{rest}");
+    assert_eq!(processes_running("sleep 41.5"), 0, "the running group was killed");
+}
