@@ -168,8 +168,12 @@ pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<Run
         .stdout(File::create(dir.join(STDOUT))?)
         .stderr(File::create(dir.join(STDERR))?)
         .process_group(0);
+    // The campaign owns the log: an inherited DELAYSHIM_LOG would gather
+    // every run's delays in one place.
     if spec.keep_log {
         command.env("DELAYSHIM_LOG", dir.join(LOG));
+    } else {
+        command.env_remove("DELAYSHIM_LOG");
     }
     let start = Instant::now();
     let mut child = command
