@@ -293,7 +293,16 @@ fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
     let mut child = clean_command(script)
         .env("CARGO_TARGET_DIR", target_dir())
-        .args(["--runs", "3", "--out", out_dir.path().to_str().unwrap(), "--", "sh", "-c", "sleep 41.5; true"])
+        .args([
+            "--runs",
+            "3",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "sleep 41.5; true",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -310,6 +319,57 @@ fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(rest.contains("INTERRUPTED") && rest.contains("1 of 3 runs done"), "{rest}");
-    assert_eq!(processes_running("sleep 41.5"), 0, "the running group was killed");
+    assert!(
+        rest.contains("INTERRUPTED") && rest.contains("1 of 3 runs done"),
+        "{rest}"
+    );
+    assert_eq!(
+        processes_running("sleep 41.5"),
+        0,
+        "the running group was killed"
+    );
+}
+
+#[test]
+fn log_keeps_each_runs_delays_in_its_own_directory() {
+    let out_dir = tempdir();
+    let stray = out_dir.path().join("inherited.log");
+    artifacts();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
+    let out = run(
+        clean_command(script)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env("DELAYSHIM_LOG", &stray)
+            .args([
+                "--runs",
+                "2",
+                "--log",
+                "--mean",
+                "1",
+                "--out",
+                out_dir.path().to_str().unwrap(),
+                "--",
+            ])
+            .args([PROBE, "calls", "3"]),
+        LIMIT,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for run_dir in ["run-0", "run-1"] {
+        let log = std::fs::read_to_string(out_dir.path().join(run_dir).join("delays.log")).unwrap();
+        assert_eq!(
+            log.lines().filter(|l| l.contains(" fn=fcntl64 ")).count(),
+            3,
+            "{log}"
+        );
+    }
+    assert!(
+        !stray.exists(),
+        "no run wrote to the inherited DELAYSHIM_LOG"
+    );
 }
