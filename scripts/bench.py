@@ -419,8 +419,8 @@ def write_report(results):
             f, p = row["fcntl64_getfl_ns"], row["pwrite64_ns"]
             extra = ""
             if row is not native:
-                extra = (f" (+{f['median'] - native['fcntl64_getfl_ns']['median']:.1f} / "
-                         f"+{p['median'] - native['pwrite64_ns']['median']:.1f} ns)")
+                extra = (f" ({f['median'] - native['fcntl64_getfl_ns']['median']:+.1f} / "
+                         f"{p['median'] - native['pwrite64_ns']['median']:+.1f} ns)")
             out.append(f"| {row['config']}{extra} | {f['n']} | {f['min']:.1f} / {f['median']:.1f} / {f['max']:.1f} | "
                        f"{p['min']:.1f} / {p['median']:.1f} / {p['max']:.1f} |")
         out.append("")
