@@ -324,10 +324,14 @@ def write_chart(chart):
                  f'DELAYSHIM_MEAN_US (log scale), other settings default</text>')
     parts.append(f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
                  f'transform="rotate(-90 14 {top + plot_h / 2})">runs that found the bug</text>')
+    count = len(chart["targets"])
     for i, (name, rates) in enumerate(chart["targets"].items()):
         color = colors[i % len(colors)]
         points = " ".join(f"{x(m):.1f},{y(r):.1f}" for m, r in zip(means, rates))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        # Lines drawn first are wider, so one that another covers still shows at its edges.
+        width = 2 + 2.5 * (count - 1 - i)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{width}" '
+                     f'stroke-opacity="0.85"/>')
         parts.extend(f'<circle cx="{x(m):.1f}" cy="{y(r):.1f}" r="3" fill="{color}"/>' for m, r in zip(means, rates))
         ly = top + 10 + i * 20
         parts.append(f'<line x1="{left + plot_w + 15}" x2="{left + plot_w + 35}" y1="{ly}" y2="{ly}" '
