@@ -11,13 +11,18 @@ use crate::util::{artifacts, clean_command, driver, run, target_dir, tempdir, te
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// `scripts/run-fuzz.sh ARGS`, building into the tests' target directory.
-fn run_fuzz(args: &[&str]) -> Output {
+/// `scripts/run-fuzz.sh`, building into the tests' target directory.
+fn run_fuzz_command() -> Command {
     artifacts();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
     let mut command = clean_command(script);
-    command.env("CARGO_TARGET_DIR", target_dir()).args(args);
-    run(&mut command, LIMIT)
+    command.env("CARGO_TARGET_DIR", target_dir());
+    command
+}
+
+/// Runs `scripts/run-fuzz.sh ARGS` to completion.
+fn run_fuzz(args: &[&str]) -> Output {
+    run(run_fuzz_command().args(args), LIMIT)
 }
 
 /// The seeds of the runs a campaign reported, from its `[i/n] seed=S` lines.
@@ -288,11 +293,8 @@ fn bad_options_and_settings_are_usage_errors() {
 #[test]
 fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
     use std::io::{BufRead, BufReader, Read};
-    artifacts();
     let out_dir = tempdir();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
-    let mut child = clean_command(script)
-        .env("CARGO_TARGET_DIR", target_dir())
+    let mut child = run_fuzz_command()
         .args([
             "--runs",
             "3",
@@ -334,11 +336,8 @@ fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
 fn log_keeps_each_runs_delays_in_its_own_directory() {
     let out_dir = tempdir();
     let stray = out_dir.path().join("inherited.log");
-    artifacts();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
     let out = run(
-        clean_command(script)
-            .env("CARGO_TARGET_DIR", target_dir())
+        run_fuzz_command()
             .env("DELAYSHIM_LOG", &stray)
             .args([
                 "--runs",
