@@ -11,3 +11,4 @@ mod errno;
 mod families;
 mod fork;
 mod readme;
+mod targets;

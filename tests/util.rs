@@ -22,9 +22,12 @@ pub fn target_dir() -> PathBuf {
 pub struct Artifacts {
     pub shim: PathBuf,
     pub driver: PathBuf,
+    /// The release directory, where the race targets are.
+    pub release: PathBuf,
 }
 
-/// Builds the release shim, driver and campaign runner once per test run: the shim is
+/// Builds the release shim, driver, campaign runner and race targets once
+/// per test run: the shim is
 /// measured as users load it, and the driver's bundled SQLite is only
 /// optimised in release.
 pub fn artifacts() -> &'static Artifacts {
@@ -42,6 +45,8 @@ pub fn artifacts() -> &'static Artifacts {
                 "driver",
                 "-p",
                 "delayshim-campaign",
+                "-p",
+                "delayshim-targets",
                 "--target-dir",
             ])
             .arg(&target)
@@ -50,12 +55,13 @@ pub fn artifacts() -> &'static Artifacts {
             .expect("running cargo build");
         assert!(
             status.success(),
-            "cargo build of the shim and driver failed"
+            "cargo build of the release artifacts failed"
         );
         let release = target.join("release");
         Artifacts {
             shim: release.join("libdelayshim.so"),
             driver: release.join("driver"),
+            release,
         }
     })
 }

@@ -5,4 +5,4 @@
 
 mod workers;
 
-pub use crate::workers::{run_workers, EXIT_BUG_FOUND, EXIT_ERROR, EXIT_NO_BUG};
+pub use crate::workers::{exit_status, run_workers, EXIT_BUG_FOUND, EXIT_ERROR, EXIT_NO_BUG};

@@ -8,6 +8,15 @@ pub const EXIT_NO_BUG: u8 = 0;
 pub const EXIT_BUG_FOUND: u8 = 1;
 pub const EXIT_ERROR: u8 = 3;
 
+/// The exit status of a target's `main`: `run`'s verdict, or
+/// [`EXIT_ERROR`] with the error on standard error.
+pub fn exit_status(program: &str, result: Result<u8>) -> std::process::ExitCode {
+    std::process::ExitCode::from(result.unwrap_or_else(|error| {
+        eprintln!("{program}: error: {error:#}");
+        EXIT_ERROR
+    }))
+}
+
 /// Forks `processes` workers, each running `work(index)` and exiting, and
 /// waits for all of them. Fails if any worker failed.
 pub fn run_workers(processes: u32, work: impl Fn(u32) -> Result<()>) -> Result<()> {

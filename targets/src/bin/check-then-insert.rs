@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use delayshim_targets::{run_workers, EXIT_BUG_FOUND, EXIT_ERROR, EXIT_NO_BUG};
+use delayshim_targets::{exit_status, run_workers, EXIT_BUG_FOUND, EXIT_NO_BUG};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Processes register keys with a read, then a separate insert; exits 1
@@ -98,9 +98,5 @@ fn run(args: &Args) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    ExitCode::from(run(&args).unwrap_or_else(|error| {
-        eprintln!("check-then-insert: error: {error:#}");
-        EXIT_ERROR
-    }))
+    exit_status("check-then-insert", run(&Args::parse()))
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use delayshim_targets::{run_workers, EXIT_BUG_FOUND, EXIT_ERROR, EXIT_NO_BUG};
+use delayshim_targets::{exit_status, run_workers, EXIT_BUG_FOUND, EXIT_NO_BUG};
 
 /// Processes increment a counter file with the read and the write under
 /// two separate locks; exits 1 if an increment was lost.
@@ -98,9 +98,5 @@ fn run(args: &Args) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    ExitCode::from(run(&args).unwrap_or_else(|error| {
-        eprintln!("lock-gap: error: {error:#}");
-        EXIT_ERROR
-    }))
+    exit_status("lock-gap", run(&Args::parse()))
 }
