@@ -204,10 +204,10 @@ def targets():
         "check-then-insert": (
             [str(RELEASE / "check-then-insert")],
             {"DELAYSHIM_MEAN_US": "20"},
-            "2 processes x 5 keys over SQLite, the second process 1 ms later"),
+            "2 processes x 5 keys over SQLite, the second process 2 ms later"),
         "lock-gap": (
             [str(RELEASE / "lock-gap")],
-            {"DELAYSHIM_MEAN_US": "1000"},
+            {"DELAYSHIM_DIST": "fixed", "DELAYSHIM_MEAN_US": "1000"},
             "2 processes x 1 increment, fcntl locks + pread/pwrite, no SQLite, the second 1 ms later"),
         "python sqlite3": (
             ["python3", str(ROOT / "targets" / "python" / "sqlite_incr.py"), py_db, "--racy", "--stagger-ms", "1"],

@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     keys: u32,
     /// Microseconds between the processes' starts.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2000)]
     stagger_us: u64,
 }
 
