@@ -189,6 +189,7 @@ pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<Run
         if interrupted || start.elapsed() >= spec.timeout {
             kill_group(group);
             child.wait()?;
+            await_group_exit(group);
             break if interrupted {
                 Ended::Interrupted
             } else {
@@ -233,6 +234,18 @@ enum Ended {
 fn kill_group(group: libc::pid_t) {
     // SAFETY: kill with a negative pid signals that process group only.
     unsafe { libc::kill(-group, libc::SIGKILL) };
+}
+
+/// Waits, up to a second, until no process of `group` is left: SIGKILL is
+/// delivered asynchronously, and a killed run's grandchildren must be gone
+/// when the campaign reports it. (Zombies that a non-reaping init keeps
+/// would still count, hence the bound.)
+fn await_group_exit(group: libc::pid_t) {
+    let start = Instant::now();
+    // SAFETY: signal 0 only asks whether the group still has members.
+    while unsafe { libc::kill(-group, 0) } == 0 && start.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]
