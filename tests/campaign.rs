@@ -380,3 +380,30 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
         "no run wrote to the inherited DELAYSHIM_LOG"
     );
 }
+
+#[test]
+fn a_go_program_is_warned_about_and_shows_as_not_fuzzed() {
+    // /bin/true with Go's build-information marker appended: still a
+    // dynamic executable, and it makes no call the shim delays.
+    let dir = tempdir();
+    let program = dir.path().join("go-like");
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.extend_from_slice(b"\xff Go buildinf:\x08\x02");
+    std::fs::write(&program, bytes).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_fuzz(&[
+        "--runs",
+        "1",
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--",
+        program.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is a Go program") && stderr.contains("NO INJECTION"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains(" NO INJECTION "));
+}
