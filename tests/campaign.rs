@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::util::{artifacts, clean_command, driver, run, target_dir, tempdir, text, PROBE};
+use crate::util::{
+    artifacts, assert_exit, clean_command, driver, run, target_dir, tempdir, text, PROBE,
+};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -267,13 +269,7 @@ fn shards_split_the_seeds_with_no_overlap() {
             "calls",
             "3",
         ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert_exit(&out, 0);
         run_seeds(&text(&out.stdout))
     };
     let whole: BTreeSet<u64> = campaign("1/1").into_iter().collect();
@@ -360,13 +356,7 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
             .args([PROBE, "calls", "3"]),
         LIMIT,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     for run_dir in ["run-0", "run-1"] {
         let log = std::fs::read_to_string(out_dir.path().join(run_dir).join("delays.log")).unwrap();
         assert_eq!(

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{driver, read_log, read_stats, run, tempdir, text, totals, under_shim, PROBE};
+use crate::util::{
+    assert_exit, driver, read_log, read_stats, run, tempdir, text, totals, under_shim, PROBE,
+};
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -39,13 +41,7 @@ fn driver_under_the_shim_passes_with_delays_in_every_family() {
         ),
         LIMIT,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(text(&out.stdout).starts_with("PASS: 100/100 counters reached 64"));
     let stats = read_stats(&stats);
     assert_eq!(stats.len(), 9, "the parent and 8 workers each write a line");
@@ -94,13 +90,7 @@ fn python3_sqlite3_module_under_the_shim() {
             .args(["--processes", "4", "--increments", "25"]),
         LIMIT,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(text(&out.stdout).trim(), "PASS: counter = 100");
     let stats = read_stats(&stats);
     // The parent, the 4 workers (ended by os._exit) and the final check.

@@ -119,6 +119,17 @@ pub fn run(command: &mut Command, limit: Duration) -> Output {
 
 use std::os::unix::process::CommandExt as _;
 
+/// Asserts a finished program's exit status, showing what it printed if not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
