@@ -111,7 +111,7 @@ pub const SETTINGS: &[Setting] = &[
         "funcs",
         "LIST",
         Kind::Text,
-        "write,fcntl,fsync,flock,open,close,rename,unlink,link,truncate",
+        "write,pwrite,fcntl,flock,fsync,open,close,rename,unlink,link,mkdir,truncate",
         "a comma-separated list of families, function names, or all",
         "families or function names to delay, or all",
     ),
@@ -306,6 +306,160 @@ pub fn find(var: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.var == var)
 }
 
+/// A group of interposed functions that a user selects by one name in
+/// `DELAYSHIM_FUNCS`. The shim's wrappers are generated from its own table;
+/// a shim test checks that it exports exactly these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyInfo {
+    pub name: &'static str,
+    /// Every libc symbol of the family that the shim exports.
+    pub functions: &'static [&'static str],
+    /// Delayed when `DELAYSHIM_FUNCS` is not set.
+    pub default_on: bool,
+    /// What its calls do, for `delayshim check` and the README.
+    pub does: &'static str,
+}
+
+const fn family(
+    name: &'static str,
+    default_on: bool,
+    does: &'static str,
+    functions: &'static [&'static str],
+) -> FamilyInfo {
+    FamilyInfo {
+        name,
+        functions,
+        default_on,
+        does,
+    }
+}
+
+/// Every family, in the order the README lists them.
+pub const FAMILIES: &[FamilyInfo] = &[
+    family(
+        "write",
+        true,
+        "write at the file offset",
+        &["write", "writev"],
+    ),
+    family(
+        "pwrite",
+        true,
+        "write at a given offset",
+        &[
+            "pwrite",
+            "pwrite64",
+            "__pwrite64",
+            "pwritev",
+            "pwritev64",
+            "pwritev2",
+            "pwritev64v2",
+        ],
+    ),
+    family(
+        "fcntl",
+        true,
+        "fcntl locks and other commands",
+        &["fcntl", "fcntl64", "__fcntl"],
+    ),
+    family(
+        "flock",
+        true,
+        "flock and lockf locks",
+        &["flock", "lockf", "lockf64"],
+    ),
+    family(
+        "fsync",
+        true,
+        "flush to disk",
+        &["fsync", "fdatasync", "sync_file_range", "syncfs", "msync"],
+    ),
+    family(
+        "open",
+        true,
+        "open or create a file",
+        &[
+            "open",
+            "open64",
+            "openat",
+            "openat64",
+            "creat",
+            "creat64",
+            "__open_2",
+            "__open64_2",
+            "__openat_2",
+            "__openat64_2",
+        ],
+    ),
+    family(
+        "close",
+        true,
+        "close a descriptor (drops its fcntl locks)",
+        &["close"],
+    ),
+    family(
+        "rename",
+        true,
+        "rename a file",
+        &["rename", "renameat", "renameat2"],
+    ),
+    family("unlink", true, "remove a file", &["unlink", "unlinkat"]),
+    family(
+        "link",
+        true,
+        "make a hard or symbolic link",
+        &["link", "linkat", "symlink", "symlinkat"],
+    ),
+    family(
+        "mkdir",
+        true,
+        "make or remove a directory",
+        &["mkdir", "mkdirat", "rmdir"],
+    ),
+    family(
+        "truncate",
+        true,
+        "change a file's size",
+        &[
+            "ftruncate",
+            "ftruncate64",
+            "truncate",
+            "truncate64",
+            "fallocate",
+            "fallocate64",
+            "posix_fallocate",
+            "posix_fallocate64",
+        ],
+    ),
+    family(
+        "read",
+        false,
+        "read at the file offset",
+        &["read", "readv", "__read_chk"],
+    ),
+    family(
+        "pread",
+        false,
+        "read at a given offset",
+        &[
+            "pread",
+            "pread64",
+            "__pread64",
+            "__pread_chk",
+            "__pread64_chk",
+            "preadv",
+            "preadv64",
+            "preadv2",
+            "preadv64v2",
+        ],
+    ),
+];
+
+/// The family of the function called `function`.
+pub fn family_of(function: &str) -> Option<&'static FamilyInfo> {
+    FAMILIES.iter().find(|f| f.functions.contains(&function))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +475,29 @@ mod tests {
         }
         assert_eq!(find("DELAYSHIM_TREE").and_then(|s| s.option), None);
         assert_eq!(find("DELAYSHIM_MEAN_US").unwrap().kind, Kind::Micros);
+    }
+
+    #[test]
+    fn every_function_is_in_one_family() {
+        let all: Vec<&str> = FAMILIES
+            .iter()
+            .flat_map(|f| f.functions.iter().copied())
+            .collect();
+        for (i, name) in all.iter().enumerate() {
+            assert!(!all[i + 1..].contains(name), "{name} twice");
+        }
+        assert_eq!(family_of("pwrite64").unwrap().name, "pwrite");
+        let defaults: Vec<&str> = FAMILIES
+            .iter()
+            .filter(|f| f.default_on)
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            defaults.join(","),
+            find("DELAYSHIM_FUNCS")
+                .unwrap()
+                .default
+                .replace(",pwrite", "")
+        );
     }
 }
