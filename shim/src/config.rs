@@ -328,7 +328,9 @@ impl Config {
                             if glob.is_empty() {
                                 return None;
                             }
-                            let absolute = if glob.starts_with('/') {
+                            // `*/x.db` means anywhere; `x.db` and `d/*` are
+                            // anchored at the working directory.
+                            let absolute = if glob.starts_with('/') || glob.starts_with('*') {
                                 glob.to_owned()
                             } else {
                                 format!("{}/{glob}", cwd.display())
@@ -523,7 +525,7 @@ mod tests {
             ("DELAYSHIM_FCNTL", "unlock"),
             ("DELAYSHIM_FDS", "all"),
             ("DELAYSHIM_CALLS", "all"),
-            ("DELAYSHIM_PATHS", "*.db,/tmp/*-wal"),
+            ("DELAYSHIM_PATHS", "*.db,/tmp/*-wal,a.db"),
             ("DELAYSHIM_SEED", "0xff"),
             ("DELAYSHIM_DEPTH", "2"),
             ("DELAYSHIM_HORIZON", "500"),

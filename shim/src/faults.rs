@@ -226,9 +226,11 @@ fn parse_rule(rule: &str) -> Result<FaultRule, String> {
             .collect(),
         None => match FUNCS.iter().position(|f| f.name == target) {
             Some(i) => vec![i],
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "{form}; rule {rule:?}: {target:?} is neither a family nor an interposed function"
-            )),
+            ))
+            }
         },
     };
     let prob = prob
