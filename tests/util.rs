@@ -134,13 +134,23 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The statistics lines the shim appended to `path`, one per process.
-pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+/// Every line the shim appended to a statistics file: a start line per
+/// program and an exit line per process.
+pub fn read_stats_events(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|line| {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("bad stats line {line:?}: {e}"))
         })
+        .collect()
+}
+
+/// The statistics lines the shim appended to `path`, one per process
+/// that exited.
+pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+    read_stats_events(path)
+        .into_iter()
+        .filter(|line| line["event"] == "exit")
         .collect()
 }
 
