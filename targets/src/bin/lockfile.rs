@@ -7,8 +7,9 @@
 //! the live lock, and two processes hold it at once.
 //!
 //! Each run starts with a stale lock (the pid of a process that has
-//! exited). Process i starts `i x STAGGER_US` after process 0, which
-//! without help has broken the stale lock and holds its own by then. Each
+//! exited). Breaking it is logged, then the lock is unlinked. Process i
+//! starts `i x STAGGER_US` after process 0, which without help has broken
+//! the stale lock and holds its own by then. Each
 //! holder notes entering and leaving in a journal, and checks on release
 //! that the lock file is still its own.
 
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     rounds: u32,
     /// Microseconds between the processes' starts.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 300)]
     stagger_us: u64,
     /// Lines a holder writes to the shared data file while it holds the lock.
     #[arg(long, default_value_t = 8)]
@@ -50,6 +51,8 @@ struct Paths {
     lock: PathBuf,
     journal: PathBuf,
     data: PathBuf,
+    /// The processes' log, where breaking a stale lock is noted.
+    log: PathBuf,
 }
 
 /// The pid in the lock file; `None` if the file is gone, or is empty or
@@ -95,7 +98,13 @@ fn acquire(paths: &Paths, me: i32, args: &Args) -> Result<()> {
         match holder(&paths.lock)? {
             // The bug: between this check and the unlink, the stale lock
             // may have been broken and taken by someone else.
-            Some(pid) if !alive(pid) => break_stale_lock(&paths.lock, args.window_us)?,
+            Some(pid) if !alive(pid) => {
+                append_line(
+                    &paths.log,
+                    &format!("pid {me}: breaking the stale lock of pid {pid}"),
+                )?;
+                break_stale_lock(&paths.lock, args.window_us)?;
+            }
             _ => pause_us(50),
         }
     }
@@ -181,6 +190,7 @@ fn run(args: &Args) -> Result<u8> {
         lock: dir.path().join("app.lock"),
         journal: dir.path().join("journal"),
         data: dir.path().join("data"),
+        log: dir.path().join("log"),
     };
     let stale = dead_pid()?;
     std::fs::write(&paths.lock, format!("{stale}\n"))?;
