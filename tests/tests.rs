@@ -10,5 +10,6 @@ mod driver;
 mod errno;
 mod families;
 mod fork;
+mod reach;
 mod readme;
 mod targets;

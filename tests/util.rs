@@ -202,3 +202,51 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("tempdir")
 }
+
+/// Builds `tests/c/NAME.c` with `flags` once per test run, into the
+/// target directory; returns the program's path.
+pub fn c_program(name: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let key = format!("{name} {}", flags.join(" "));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let dir = target_dir().join("c-tests");
+    std::fs::create_dir_all(&dir).expect("creating target/c-tests");
+    let variant: String = flags
+        .iter()
+        .flat_map(|f| f.chars())
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let out = dir.join(format!("{name}-{variant}"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("running cc");
+    assert!(status.success(), "cc {} failed", source.display());
+    built.insert(key, out.clone());
+    out
+}
+
+/// The dynamic symbols `program` imports.
+pub fn imports(program: &Path) -> Vec<String> {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(program)
+        .output()
+        .expect("running nm");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(|symbol| symbol.split('@').next().unwrap_or(symbol).to_owned())
+        .collect()
+}
