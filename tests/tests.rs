@@ -12,4 +12,5 @@ mod families;
 mod fork;
 mod reach;
 mod readme;
+mod reliability;
 mod targets;
