@@ -560,8 +560,9 @@ mod tests {
         assert_eq!(
             config.paths,
             vec![
-                CString::new("/work/*.db").unwrap(),
-                CString::new("/tmp/*-wal").unwrap()
+                CString::new("*.db").unwrap(),
+                CString::new("/tmp/*-wal").unwrap(),
+                CString::new("/work/a.db").unwrap()
             ]
         );
         assert!(!config.effects_only);

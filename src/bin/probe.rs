@@ -325,7 +325,15 @@ fn passthrough(dir: &str, n: u64) -> Result<()> {
     let write = best(&|| unsafe {
         std::hint::black_box(pwrite64(fd, b"x".as_ptr().cast(), 1, 0));
     });
-    println!("fcntl64_getfl_ns={getfl:.2} pwrite64_ns={write:.2}");
+    let plain_write = best(&|| unsafe {
+        std::hint::black_box(libc::write(fd, b"x".as_ptr().cast(), 1));
+    });
+    let unlock = best(&|| unsafe {
+        std::hint::black_box(libc::flock(fd, libc::LOCK_UN));
+    });
+    println!(
+        "fcntl64_getfl_ns={getfl:.2} pwrite64_ns={write:.2} write_ns={plain_write:.2} flock_un_ns={unlock:.2}"
+    );
     Ok(())
 }
 
