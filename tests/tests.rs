@@ -13,4 +13,5 @@ mod fork;
 mod reach;
 mod readme;
 mod reliability;
+mod strategies;
 mod targets;
