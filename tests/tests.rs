@@ -13,5 +13,6 @@ mod fork;
 mod reach;
 mod readme;
 mod reliability;
+mod replay;
 mod strategies;
 mod targets;
