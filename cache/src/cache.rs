@@ -212,11 +212,27 @@ impl Cache {
     ) -> Result<T> {
         let mut conn = lock(&self.writer);
         retry_busy(&self.db_path, self.options.timeout, || {
+            self.end_stray_transaction(&mut conn)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = op(&tx, now())?;
             tx.commit()?;
             Ok(value)
         })
+    }
+
+    /// Makes sure the writer is outside any transaction before a new one
+    /// begins. A rollback that failed (an I/O error while it reread pages)
+    /// would otherwise leave the connection inside a transaction that holds
+    /// the database's write lock: every later write here would fail with
+    /// "cannot start a transaction within a transaction", and every other
+    /// process would wait for the lock until its deadline.
+    fn end_stray_transaction(&self, conn: &mut Connection) -> Result<(), AttemptError> {
+        if !conn.is_autocommit() {
+            // Closing a connection rolls back its transaction and releases
+            // its locks even where a ROLLBACK statement fails again.
+            *conn = open_connection(&self.db_path, &self.options)?;
+        }
+        Ok(())
     }
 
     /// Runs `op` on a pooled reader connection.
@@ -483,6 +499,26 @@ impl Cache {
         })
         .map(Vec::into_iter)
     }
+
+    /// Runs SQLite's `PRAGMA integrity_check` on the database and returns
+    /// the problems it reports: none when the database is sound.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::Cache::open(dir.path())?;
+    /// cache.set(1, 1)?;
+    /// assert!(cache.integrity_check()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|conn, _| {
+            let lines = conn
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(if lines == ["ok"] { Vec::new() } else { lines })
+        })
+    }
 }
 
 fn open_connection(db_path: &Path, options: &CacheOptions) -> Result<Connection> {
@@ -718,6 +754,102 @@ mod tests {
             matches!(&error, Error::Io { path, .. } if path == &file.join("sub")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_ended_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheOptions::default()
+            .timeout(Duration::from_millis(100))
+            .open(dir.path())
+            .unwrap();
+        // What a rollback that failed on an I/O error leaves behind.
+        lock(&cache.writer)
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO cache VALUES ('stray', 1, NULL)")
+            .unwrap();
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.get("stray").unwrap(), None, "rolled back");
+        let other = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE cache SET value = 2; COMMIT")
+            .expect("the write lock is free for other connections");
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn a_failed_write_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.set("text", "not a number").unwrap();
+        assert!(cache.incr("text", 1, None).is_err());
+        let other = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; COMMIT")
+            .expect("no transaction left open");
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_rolls_back_and_leaves_the_cache_usable() {
+        let (_dir, cache) = cache();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cache.write(|tx, _| -> Result<(), AttemptError> {
+                upsert(tx, &Key::from("half"), &Value::Int(1), None)?;
+                panic!("a bug in the middle of a transaction");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(cache.writer.is_poisoned());
+        assert_eq!(cache.get("half").unwrap(), None, "rolled back");
+        assert_eq!(cache.incr("n", 1, Some(0)).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_corrupted_database_gives_errors_and_integrity_problems_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for key in 0..2000 {
+            cache.set(key, vec![7u8; 100]).unwrap();
+        }
+        let db_path = cache.db_path().to_owned();
+        drop(cache);
+        // Every page after the first two (header and schema) overwritten
+        // with a pattern that is no valid b-tree page.
+        let mut bytes = std::fs::read(&db_path).unwrap();
+        assert!(bytes.len() > 100 * 1024, "{} bytes", bytes.len());
+        for byte in &mut bytes[2048..] {
+            *byte = 0x5a;
+        }
+        std::fs::write(&db_path, bytes).unwrap();
+
+        let cache = Cache::open(dir.path()).unwrap();
+        let problems = match cache.integrity_check() {
+            Ok(problems) => problems.join("; "),
+            Err(error) => error.to_string(),
+        };
+        assert!(!problems.is_empty() && problems != "ok");
+        // Each operation answers, with a value or an error.
+        let _ = cache.get(5);
+        let _ = cache.incr(5, 1, Some(0));
+        let _ = cache.set(3000, 1);
+        let _ = cache.len();
+        let _ = cache.iter();
+        let _ = cache.pop(6);
+        let _ = cache.clear();
+        assert!(
+            cache.len().is_err() || cache.get(7).is_err() || cache.iter().is_err(),
+            "a corrupt table is noticed"
+        );
+    }
+
+    #[test]
+    fn integrity_check_of_a_sound_database_is_empty() {
+        let (_dir, cache) = cache();
+        for key in 0..500 {
+            cache.incr(key, 1, Some(0)).unwrap();
+        }
+        assert_eq!(cache.integrity_check().unwrap(), Vec::<String>::new());
     }
 
     #[test]
