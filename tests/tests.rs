@@ -5,6 +5,7 @@ mod util;
 
 mod campaign;
 mod config;
+mod crash;
 mod detection;
 mod driver;
 mod errno;
