@@ -9,6 +9,7 @@ mod crash;
 mod detection;
 mod driver;
 mod errno;
+mod faults;
 mod families;
 mod fork;
 mod readme;
