@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,8 +127,14 @@ impl CacheOptions {
 pub struct Cache {
     db_path: PathBuf,
     options: CacheOptions,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    /// The connection for writes; `None` after a failure, until the next
+    /// write opens a fresh one.
+    writer: Mutex<Option<Connection>>,
+    /// Idle reader connections, each with the generation it was opened in.
+    readers: Mutex<Vec<(u64, Connection)>>,
+    /// Bumped when the writer fails: readers of older generations are
+    /// closed instead of pooled.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for Cache {
@@ -193,8 +200,9 @@ impl Cache {
         Ok(Cache {
             db_path,
             options,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -206,46 +214,65 @@ impl Cache {
     /// Runs `op` in one `BEGIN IMMEDIATE` transaction on the writer
     /// connection, retrying the whole transaction while the database is
     /// locked by another process.
+    ///
+    /// After a failure the process's connections to the database are
+    /// closed and the next operation opens fresh ones. SQLite keeps some
+    /// failures for the life of a connection, or of all the process's
+    /// connections to one database: a WAL file it could reopen only
+    /// read-only (every write then fails with SQLITE_READONLY), a lock
+    /// whose release failed (every later attempt is SQLITE_BUSY or
+    /// SQLITE_PROTOCOL, here and in every other process, until the
+    /// process's last connection closes), or a rollback that failed
+    /// (the connection stays inside a transaction that holds the write
+    /// lock).
     fn write<T>(
         &self,
         mut op: impl FnMut(&rusqlite::Transaction<'_>, f64) -> Result<T, AttemptError>,
     ) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        retry_busy(&self.db_path, self.options.timeout, || {
-            self.end_stray_transaction(&mut conn)?;
+        let mut slot = lock(&self.writer);
+        let result = retry_busy(&self.db_path, self.options.timeout, || {
+            let conn = match slot.take() {
+                Some(conn) if conn.is_autocommit() => slot.insert(conn),
+                stale => {
+                    drop(stale);
+                    slot.insert(open_connection(&self.db_path, &self.options)?)
+                }
+            };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = op(&tx, now())?;
             tx.commit()?;
             Ok(value)
-        })
+        });
+        if matches!(result, Err(Error::Sqlite { .. } | Error::Timeout { .. })) {
+            *slot = None;
+            self.retire_readers();
+        }
+        result
     }
 
-    /// Makes sure the writer is outside any transaction before a new one
-    /// begins. A rollback that failed (an I/O error while it reread pages)
-    /// would otherwise leave the connection inside a transaction that holds
-    /// the database's write lock: every later write here would fail with
-    /// "cannot start a transaction within a transaction", and every other
-    /// process would wait for the lock until its deadline.
-    fn end_stray_transaction(&self, conn: &mut Connection) -> Result<(), AttemptError> {
-        if !conn.is_autocommit() {
-            // Closing a connection rolls back its transaction and releases
-            // its locks even where a ROLLBACK statement fails again.
-            *conn = open_connection(&self.db_path, &self.options)?;
-        }
-        Ok(())
+    /// Closes the idle readers, and makes those in use close when done.
+    fn retire_readers(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        lock(&self.readers).clear();
     }
 
     /// Runs `op` on a pooled reader connection.
     fn read<T>(&self, mut op: impl FnMut(&Connection, f64) -> rusqlite::Result<T>) -> Result<T> {
         let pooled = lock(&self.readers).pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(&self.db_path, &self.options)?,
+        let (generation, conn) = match pooled {
+            Some(pooled) => pooled,
+            None => (
+                self.generation.load(Ordering::Relaxed),
+                open_connection(&self.db_path, &self.options)?,
+            ),
         };
         let result = retry_busy(&self.db_path, self.options.timeout, || {
             Ok(op(&conn, now())?)
         });
-        lock(&self.readers).push(conn);
+        // A reader that failed may keep its failure; a fresh one replaces it.
+        if result.is_ok() && generation == self.generation.load(Ordering::Relaxed) {
+            lock(&self.readers).push((generation, conn));
+        }
         result
     }
 
@@ -765,6 +792,8 @@ mod tests {
             .unwrap();
         // What a rollback that failed on an I/O error leaves behind.
         lock(&cache.writer)
+            .as_ref()
+            .unwrap()
             .execute_batch("BEGIN IMMEDIATE; INSERT INTO cache VALUES ('stray', 1, NULL)")
             .unwrap();
         cache.set(1, 1).unwrap();
@@ -775,6 +804,51 @@ mod tests {
             .execute_batch("BEGIN IMMEDIATE; UPDATE cache SET value = 2; COMMIT")
             .expect("the write lock is free for other connections");
         assert_eq!(cache.get(1).unwrap(), Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn a_writer_that_keeps_failing_is_replaced_after_its_first_error() {
+        let (_dir, cache) = cache();
+        // As a WAL file reopened read-only after a failed open: every write
+        // on this connection fails.
+        lock(&cache.writer)
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "query_only", true)
+            .unwrap();
+        let error = cache.set(1, 1).unwrap_err();
+        assert!(error.to_string().contains("readonly"), "{error}");
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.incr(1, 1, None).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_reader_that_failed_is_closed_not_pooled() {
+        let (dir, cache) = cache();
+        cache.set(1, 1).unwrap();
+        // A reader on which every query fails: no cache table there.
+        let elsewhere = Connection::open(dir.path().join("other.db")).unwrap();
+        lock(&cache.readers).push((0, elsewhere));
+        assert!(cache.get(1).is_err());
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(1)));
+        assert_eq!(lock(&cache.readers).len(), 1, "the fresh reader is pooled");
+    }
+
+    #[test]
+    fn readers_opened_before_a_writer_failure_are_retired() {
+        let (_dir, cache) = cache();
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(1)));
+        assert_eq!(lock(&cache.readers).len(), 1);
+        lock(&cache.writer)
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "query_only", true)
+            .unwrap();
+        assert!(cache.set(2, 2).is_err());
+        assert!(lock(&cache.readers).is_empty(), "idle readers closed");
+        assert!(lock(&cache.writer).is_none(), "writer closed");
+        assert_eq!(cache.len().unwrap(), 1);
     }
 
     #[test]
