@@ -465,6 +465,13 @@ fn error_class(error: &cache::Error) -> String {
         cache::Error::NotAnInteger(_) => return "not-an-integer".to_owned(),
         _ => return "other".to_owned(),
     };
+    sqlite_code_name(code)
+}
+
+/// SQLite's name for a result code, as `SQLITE_IOERR_WRITE`: an
+/// extended code without a name here is its primary name and its number.
+fn sqlite_code_name(code: i32) -> String {
+    use rusqlite::ffi;
     let name = match code {
         ffi::SQLITE_IOERR => "IOERR",
         ffi::SQLITE_IOERR_READ => "IOERR_READ",
@@ -484,12 +491,15 @@ fn error_class(error: &cache::Error) -> String {
         ffi::SQLITE_IOERR_SHMLOCK => "IOERR_SHMLOCK",
         ffi::SQLITE_IOERR_SHMMAP => "IOERR_SHMMAP",
         ffi::SQLITE_IOERR_SEEK => "IOERR_SEEK",
+        ffi::SQLITE_IOERR_CORRUPTFS => "IOERR_CORRUPTFS",
+        ffi::SQLITE_READONLY => "READONLY",
         ffi::SQLITE_FULL => "FULL",
         ffi::SQLITE_CANTOPEN => "CANTOPEN",
         ffi::SQLITE_BUSY => "BUSY",
         ffi::SQLITE_PROTOCOL => "PROTOCOL",
         ffi::SQLITE_CORRUPT => "CORRUPT",
         ffi::SQLITE_NOTADB => "NOTADB",
+        code if code > 0xff => return format!("{}/{code}", sqlite_code_name(code & 0xff)),
         code => return format!("SQLITE_{code}"),
     };
     format!("SQLITE_{name}")
@@ -552,6 +562,21 @@ fn report(args: &Args, cache: &FanoutCache, elapsed: Duration) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_codes_have_their_names() {
+        use rusqlite::ffi;
+        assert_eq!(
+            sqlite_code_name(ffi::SQLITE_IOERR_WRITE),
+            "SQLITE_IOERR_WRITE"
+        );
+        assert_eq!(sqlite_code_name(ffi::SQLITE_FULL), "SQLITE_FULL");
+        assert_eq!(
+            sqlite_code_name(ffi::SQLITE_READONLY_CANTINIT),
+            "SQLITE_READONLY/1288"
+        );
+        assert_eq!(sqlite_code_name(ffi::SQLITE_AUTH), "SQLITE_23");
+    }
 
     #[test]
     fn arguments_parse_with_defaults() {
