@@ -87,7 +87,7 @@ struct Args {
     /// Microseconds between workers' starts (after each has opened the
     /// cache): worker i starts i x STAGGER_US after worker 0. Staggered
     /// workers rarely overlap without help, which makes a low-contention
-    /// race target.
+    /// race target. At most 10000000 (10 s).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=10_000_000))]
     stagger_us: u64,
     /// Seconds (0 to 1e9) an operation waits for a locked database before
