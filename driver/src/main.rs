@@ -453,7 +453,6 @@ fn increment_tolerantly(args: &Args, cache: &FanoutCache, journal: &Journal) -> 
 
 /// A one-word name for the kind of a cache error, for the journal.
 fn error_class(error: &cache::Error) -> String {
-    use rusqlite::ffi;
     let code = match error {
         cache::Error::Timeout { .. } => return "timeout".to_owned(),
         cache::Error::Io { source, .. } => return format!("io:{:?}", source.kind()),
