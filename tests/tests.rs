@@ -5,10 +5,12 @@ mod util;
 
 mod campaign;
 mod config;
+mod crash;
 mod detection;
 mod driver;
 mod errno;
 mod families;
+mod faults;
 mod fork;
 mod reach;
 mod readme;
