@@ -235,13 +235,13 @@ impl Inspection {
             warnings.push(if imported {
                 format!(
                     "warning: {shown} and its libraries import none of the functions that --funcs {} selects: \
-                     expect NO INJECTION runs (libraries it opens with dlopen are not seen here)",
+                     the shim will delay nothing, NO INJECTION in a campaign (libraries opened with dlopen are not seen here)",
                     selection.spec
                 )
             } else {
                 format!(
                     "warning: {shown} and its libraries import no function the shim interposes: \
-                     expect NO INJECTION runs (libraries it opens with dlopen are not seen here)"
+                     the shim will delay nothing, NO INJECTION in a campaign (libraries opened with dlopen are not seen here)"
                 )
             });
         }

@@ -163,11 +163,15 @@ impl StatsTable {
     pub fn text(&self) -> String {
         let columns = self.columns();
         let mut out = String::new();
-        let sections = self
-            .by_exe
-            .iter()
+        // With one executable its section would repeat the total's.
+        let total_name = match self.by_exe.keys().next() {
+            Some(exe) if self.by_exe.len() == 1 => format!("total ({exe})"),
+            _ => "total".to_owned(),
+        };
+        let per_exe = self.by_exe.iter().filter(|_| self.by_exe.len() > 1);
+        let sections = per_exe
             .map(|(exe, c)| (exe.as_str(), c))
-            .chain(std::iter::once(("total", &self.total)));
+            .chain(std::iter::once((total_name.as_str(), &self.total)));
         for (name, counts) in sections {
             let mut rows: Vec<Vec<String>> = Vec::new();
             let mut header = vec!["family / function".to_owned()];
@@ -207,6 +211,10 @@ impl StatsTable {
                 if counts.processes == 1 { "" } else { "es" },
                 scalars.concat()
             ));
+            if rows.len() == 1 {
+                out.push_str("no intercepted calls\n\n");
+                continue;
+            }
             out.push_str(&align(&rows));
             out.push('\n');
         }
@@ -357,6 +365,7 @@ mod tests {
         assert_eq!(table.columns(), ["calls", "delayed", "delay_us"]);
         let text = table.text();
         assert!(text.contains("/bin/a: 1 process\n"), "{text}");
+        assert!(text.contains("/bin/b: 1 process\n"), "{text}");
         assert!(text.contains("total: 2 processes\n"), "{text}");
         let pwrite_row = text.lines().find(|l| l.starts_with("pwrite ")).unwrap();
         assert_eq!(
@@ -366,6 +375,19 @@ mod tests {
         let json = table.json();
         assert_eq!(json["total"]["families"]["fsync"]["delay_us"], 7);
         assert_eq!(json["by_exe"]["/bin/a"]["calls"]["pwrite"], 1);
+        let mut alone = table.clone();
+        alone.by_exe.remove("/bin/b");
+        assert!(alone.text().starts_with("total (/bin/a): 2 processes\n"));
+        let mut idle = Counts::default();
+        idle.add_line(&line(r#"{"pid":3,"exe":"/bin/c","calls":{},"delayed":{}}"#));
+        let idle = StatsTable {
+            by_exe: [("/bin/c".to_owned(), idle.clone())].into(),
+            total: idle,
+        };
+        assert_eq!(
+            idle.text(),
+            "total (/bin/c): 1 process\nno intercepted calls\n\n"
+        );
         std::fs::write(&path, "{\"pid\":1}\nnot json\n").unwrap();
         let error = StatsTable::read(&[&path]).unwrap_err().to_string();
         assert!(

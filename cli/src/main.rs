@@ -67,21 +67,31 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            let usage_status = if error.use_stderr() {
-                // `run` keeps 1 and 2 for the program: its own errors are
-                // 125, as env(1) and timeout(1) do.
-                let is_run = std::env::args().nth(1).as_deref() == Some("run");
-                if is_run {
-                    run::EXIT_OWN_ERROR
-                } else {
-                    2
-                }
-            } else {
-                0
-            };
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
             let _ = error.print();
-            return ExitCode::from(usage_status);
+            return ExitCode::SUCCESS;
+        }
+        Err(error)
+            if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            let _ = error.print();
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            let subcommand = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+            let name = match &subcommand {
+                Some(subcommand) => format!("delayshim {subcommand}"),
+                None => "delayshim".to_owned(),
+            };
+            // One line: clap's first, which names the problem.
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{name}: {first} ({name} --help lists the options)");
+            // `run` keeps 1 and 2 for the program: its own errors are 125,
+            // as env(1) and timeout(1) do.
+            let is_run = subcommand.as_deref() == Some("run");
+            return ExitCode::from(if is_run { run::EXIT_OWN_ERROR } else { 2 });
         }
     };
     let status = match cli.command {
