@@ -15,7 +15,10 @@ fn a_bad_setting_stops_the_program_before_main_with_one_line() {
         ("DELAYSHIM_DIST", "normal"),
         ("DELAYSHIM_MAX_US", "-5"),
         ("DELAYSHIM_PROB", "2"),
-        ("DELAYSHIM_FUNCS", "pwrite,write"),
+        ("DELAYSHIM_FUNCS", "pwrite,writes"),
+        ("DELAYSHIM_STATS", "/nonexistent-dir/stats"),
+        ("DELAYSHIM_MEAN_US", "1e308"),
+        ("DELAYSHIM_STRATEGY", "random"),
         ("DELAYSHIM_WHEN", "during"),
         ("DELAYSHIM_FCNTL", "unlocks"),
         ("DELAYSHIM_PATHS", ""),
@@ -105,8 +108,9 @@ fn fcntl_lock_delays_only_acquisitions() {
             .all(|l| l.get("cmd").unwrap().starts_with("F_SETLK")),
         "only lock changes"
     );
-    // SQLite also asks F_GETLK (is a lock held?): delayed by 'all' only.
-    let all = driver_log(&[("DELAYSHIM_FCNTL", "all")]);
+    // SQLite also asks F_GETLK (is a lock held?): delayed by 'all' only,
+    // and only when every call is, not just those other processes see.
+    let all = driver_log(&[("DELAYSHIM_FCNTL", "all"), ("DELAYSHIM_CALLS", "all")]);
     assert!(
         fcntl_lines(&all)
             .iter()
@@ -148,8 +152,11 @@ fn max_caps_every_delay() {
 fn probe_stats(settings: &[(&str, &str)], calls: &str) -> Vec<serde_json::Value> {
     let dir = tempdir();
     let stats = dir.path().join("stats");
+    // The probe's F_GETFL on /dev/null: not a file, not an effect.
     let mut all = vec![
         ("DELAYSHIM_MEAN_US", "1"),
+        ("DELAYSHIM_FDS", "all"),
+        ("DELAYSHIM_CALLS", "all"),
         ("DELAYSHIM_STATS", stats.to_str().unwrap()),
     ];
     all.extend_from_slice(settings);
@@ -184,13 +191,25 @@ fn stats_to_stderr_is_one_json_line() {
     let out = run(
         under_shim(
             PROBE,
-            &[("DELAYSHIM_STATS", "stderr"), ("DELAYSHIM_SEED", "9")],
+            &[
+                ("DELAYSHIM_STATS", "stderr"),
+                ("DELAYSHIM_SEED", "9"),
+                ("DELAYSHIM_FDS", "all"),
+                ("DELAYSHIM_CALLS", "all"),
+            ],
         )
         .args(["calls", "3"]),
         LIMIT,
     );
     let stderr = text(&out.stderr);
-    let line: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON lines"))
+        .collect();
+    assert_eq!(lines.len(), 2, "a start and an exit line: {stderr}");
+    assert_eq!(lines[0]["event"], "start");
+    let line = &lines[1];
+    assert_eq!(line["event"], "exit");
     assert_eq!(line["seed"], 9);
     assert_eq!(line["delayed"]["fcntl64"], 3);
     assert!(line["delay_us"]["fcntl64"].as_u64().is_some());
@@ -205,23 +224,37 @@ fn unseeded_runs_report_the_seed_they_chose() {
 }
 
 #[test]
-fn without_a_seed_or_statistics_the_chosen_seed_is_printed() {
+fn a_chosen_seed_is_printed_once_per_tree_and_only_on_a_terminal() {
+    // Standard error is a pipe here: nothing is printed.
     let out = run(under_shim(PROBE, &[]).args(["calls", "1"]), LIMIT);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let seed = stderr
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    // On a terminal, a shell and the two programs it starts print one line.
+    let script = "import os, pty, sys\n\
+        pid, fd = pty.fork()\n\
+        if pid == 0:\n\
+        \x20   os.environ['LD_PRELOAD'] = sys.argv[2]\n\
+        \x20   os.execvp('sh', ['sh', '-c', sys.argv[1] + ' calls 1; ' + sys.argv[1] + ' calls 1'])\n\
+        out = b''\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       chunk = os.read(fd, 4096)\n\
+        \x20   except OSError:\n\
+        \x20       break\n\
+        \x20   if not chunk:\n\
+        \x20       break\n\
+        \x20   out += chunk\n\
+        os.waitpid(pid, 0)\n\
+        sys.stdout.write(out.decode())\n";
+    let mut command = crate::util::clean_command("python3");
+    command.args(["-c", script, PROBE]).arg(crate::util::shim());
+    let out = run(&mut command, LIMIT);
+    let printed = text(&out.stdout);
+    let seeds: Vec<&str> = printed
         .lines()
-        .find_map(|line| line.strip_prefix("delayshim: DELAYSHIM_SEED="))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("the seed is reported: {stderr:?}"));
+        .filter_map(|line| line.strip_prefix("delayshim: DELAYSHIM_SEED="))
+        .collect();
+    assert_eq!(seeds.len(), 1, "{printed:?}");
+    let seed = seeds[0].split_whitespace().next().unwrap();
     assert!(seed.parse::<u64>().is_ok(), "{seed}");
-    let seeded = run(
-        under_shim(PROBE, &[("DELAYSHIM_SEED", "5")]).args(["calls", "1"]),
-        LIMIT,
-    );
-    assert!(
-        seeded.stderr.is_empty(),
-        "a given seed is not repeated: {}",
-        text(&seeded.stderr)
-    );
 }

@@ -151,6 +151,9 @@ fn every_alias_a_probe_calls_is_delayed() {
             PROBE,
             &[
                 ("DELAYSHIM_FUNCS", "all"),
+                // The probe also calls on pipes and bad descriptors.
+                ("DELAYSHIM_FDS", "all"),
+                ("DELAYSHIM_CALLS", "all"),
                 ("DELAYSHIM_MEAN_US", "20"),
                 ("DELAYSHIM_LOG", log.to_str().unwrap()),
             ],

@@ -16,6 +16,10 @@ fn delays_by_pid(settings: &[(&str, &str)], args: &[&str]) -> BTreeMap<String, V
     // closes a file, which is not the probe's own sequence.
     let mut all = vec![
         ("DELAYSHIM_FUNCS", "fcntl64"),
+        // The probe's F_GETFL on /dev/null is neither a file nor an
+        // effect other processes see: these tests are about streams.
+        ("DELAYSHIM_FDS", "all"),
+        ("DELAYSHIM_CALLS", "all"),
         ("DELAYSHIM_MEAN_US", "10"),
         ("DELAYSHIM_LOG", log.to_str().unwrap()),
     ];
@@ -94,6 +98,8 @@ fn each_child_counts_only_its_own_calls() {
             PROBE,
             &[
                 ("DELAYSHIM_FUNCS", "fcntl"),
+                ("DELAYSHIM_FDS", "all"),
+                ("DELAYSHIM_CALLS", "all"),
                 ("DELAYSHIM_MEAN_US", "1"),
                 ("DELAYSHIM_STATS", stats.to_str().unwrap()),
             ],

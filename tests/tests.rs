@@ -11,5 +11,7 @@ mod driver;
 mod errno;
 mod families;
 mod fork;
+mod reach;
 mod readme;
+mod reliability;
 mod targets;

@@ -150,13 +150,23 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The statistics lines the shim appended to `path`, one per process.
-pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+/// Every line the shim appended to a statistics file: a start line per
+/// program and an exit line per process.
+pub fn read_stats_events(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|line| {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("bad stats line {line:?}: {e}"))
         })
+        .collect()
+}
+
+/// The statistics lines the shim appended to `path`, one per process
+/// that exited.
+pub fn read_stats(path: &Path) -> Vec<serde_json::Value> {
+    read_stats_events(path)
+        .into_iter()
+        .filter(|line| line["event"] == "exit")
         .collect()
 }
 
@@ -207,4 +217,52 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("delayshim-test-")
         .tempdir()
         .expect("tempdir")
+}
+
+/// Builds `tests/c/NAME.c` with `flags` once per test run, into the
+/// target directory; returns the program's path.
+pub fn c_program(name: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let key = format!("{name} {}", flags.join(" "));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let dir = target_dir().join("c-tests");
+    std::fs::create_dir_all(&dir).expect("creating target/c-tests");
+    let variant: String = flags
+        .iter()
+        .flat_map(|f| f.chars())
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let out = dir.join(format!("{name}-{variant}"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("running cc");
+    assert!(status.success(), "cc {} failed", source.display());
+    built.insert(key, out.clone());
+    out
+}
+
+/// The dynamic symbols `program` imports.
+pub fn imports(program: &Path) -> Vec<String> {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(program)
+        .output()
+        .expect("running nm");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(|symbol| symbol.split('@').next().unwrap_or(symbol).to_owned())
+        .collect()
 }

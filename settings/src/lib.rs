@@ -143,6 +143,15 @@ pub const SETTINGS: &[Setting] = &[
         "old name of DELAYSHIM_LOCKS (lock = acquire, unlock = release)",
     ),
     setting(
+        "DELAYSHIM_CALLS",
+        "calls",
+        "WHICH",
+        Kind::Text,
+        "effects",
+        "effects or all",
+        "delay only calls whose effect other processes can see (lock and unlock, writes, syncs, creating, renaming and removing names; reads when a read family is selected), or all selected calls",
+    ),
+    setting(
         "DELAYSHIM_FDS",
         "fds",
         "KIND",

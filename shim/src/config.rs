@@ -1,35 +1,31 @@
-//! Every `DELAYSHIM_*` variable, parsed once into one [`Config`].
+//! Every `DELAYSHIM_*` variable, parsed and checked once at load into one
+//! [`Config`]. The names, defaults and expectations come from the shared
+//! table in `delayshim-settings`.
 
 use std::ffi::CString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use delayshim_settings::{find, SETTINGS, TREE_VAR};
 
 use crate::delay::Dist;
-use crate::families::{family_set, func_named, Family, FuncSet, FUNCS};
-use crate::fcntl::FcntlKind;
+use crate::faults::FaultRule;
+use crate::locks::LockKind;
+use crate::table::{family_set, func_named, Family, FuncSet, ALL_FUNCS};
 
 /// Mean delay when `DELAYSHIM_MEAN_US` is not set, in microseconds.
 ///
 /// SQLite's critical sections last tens of microseconds, so a mean of a
 /// few hundred stretches them by an order of magnitude, enough to reorder
-/// competing processes, while the 8x8x100 driver (about ten intercepted
-/// calls per increment, serialized per shard) still finishes in seconds.
+/// competing processes, while the 8x8x100 driver still finishes in seconds.
 pub const DEFAULT_MEAN_US: f64 = 200.0;
 
-/// Families delayed when `DELAYSHIM_FUNCS` is not set.
-pub const DEFAULT_FUNCS: &str = "pwrite,fcntl,fsync";
+/// The longest delay any setting may ask for: a minute.
+pub const MAX_DELAY_US: f64 = 60_000_000.0;
 
 /// Exit status of a program stopped by a bad `DELAYSHIM_*` setting
 /// (sysexits' EX_USAGE).
 pub const EXIT_CONFIG_ERROR: i32 = 64;
-
-/// Where statistics or the delay log go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sink {
-    Stderr,
-    /// An absolute path, opened with O_APPEND.
-    File(PathBuf),
-}
 
 /// Whether to sleep before the real call, after it, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,24 +45,60 @@ impl When {
     }
 }
 
-/// Which fcntl calls are delayed.
+/// Which locking calls (fcntl, flock, lockf) are delayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FcntlFilter {
+pub enum LockFilter {
     All,
-    Lock,
-    Unlock,
+    Acquire,
+    Release,
+    /// Acquire and release, not other commands.
     Locks,
 }
 
-impl FcntlFilter {
-    pub fn admits(self, kind: FcntlKind) -> bool {
+impl LockFilter {
+    pub fn admits(self, kind: LockKind) -> bool {
         match self {
-            FcntlFilter::All => true,
-            FcntlFilter::Lock => kind == FcntlKind::Acquire,
-            FcntlFilter::Unlock => kind == FcntlKind::Release,
-            FcntlFilter::Locks => kind != FcntlKind::Other,
+            LockFilter::All => true,
+            LockFilter::Acquire => kind == LockKind::Acquire,
+            LockFilter::Release => kind == LockKind::Release,
+            LockFilter::Locks => kind != LockKind::Other,
         }
     }
+}
+
+/// Which descriptors' calls are delayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fds {
+    /// Regular files and directories (and paths).
+    Files,
+    All,
+}
+
+/// How calls are chosen for a delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Every,
+    Sparse,
+    Victims,
+    Sites,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Every => "every",
+            Strategy::Sparse => "sparse",
+            Strategy::Victims => "victims",
+            Strategy::Sites => "sites",
+        }
+    }
+}
+
+/// The seed and place in the process tree that a parent passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tree {
+    pub seed: u64,
+    pub lineage: u64,
 }
 
 /// The shim's settings.
@@ -74,38 +106,73 @@ impl FcntlFilter {
 pub struct Config {
     /// `DELAYSHIM_ENABLE`: false makes every call a pure pass-through.
     pub enabled: bool,
+    pub strategy: Strategy,
     pub mean_us: f64,
     pub dist: Dist,
-    /// `DELAYSHIM_MAX_US`; infinite when unset.
+    /// `DELAYSHIM_MAX_US`; the longest allowed delay when unset.
     pub max_us: f64,
     pub prob: f64,
     pub funcs: FuncSet,
     pub when: When,
-    pub fcntl: FcntlFilter,
-    /// `DELAYSHIM_PATHS` globs; empty means every path.
+    pub locks: LockFilter,
+    /// `DELAYSHIM_CALLS=effects`: only calls that other processes can see.
+    pub effects_only: bool,
+    pub fds: Fds,
+    /// `DELAYSHIM_PATHS` globs, absolute; empty means every path.
     pub paths: Vec<CString>,
     pub seed: Option<u64>,
-    pub stats: Option<Sink>,
-    pub log: Option<Sink>,
+    pub depth: u32,
+    /// sparse: calls per thread, or `None` for the scale-free schedule.
+    pub horizon: Option<u64>,
+    pub victim_prob: f64,
+    pub scale_us: (f64, f64),
+    pub site_prob: f64,
+    pub fire_prob: f64,
+    pub budget: f64,
+    pub faults: Vec<FaultRule>,
+    /// Statistics, log: `None` in the path means standard error.
+    pub stats: Option<Option<PathBuf>>,
+    pub log: Option<Option<PathBuf>>,
+    pub record: Option<PathBuf>,
+    pub replay: Option<PathBuf>,
+    pub tree: Option<Tree>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: true,
+            strategy: Strategy::Every,
             mean_us: DEFAULT_MEAN_US,
             dist: Dist::Exp,
-            max_us: f64::INFINITY,
+            max_us: MAX_DELAY_US,
             prob: 1.0,
-            funcs: parse_funcs(DEFAULT_FUNCS).expect("the default is valid"),
+            funcs: parse_funcs(default_of("DELAYSHIM_FUNCS")).expect("the default is valid"),
             when: When::Before,
-            fcntl: FcntlFilter::All,
+            locks: LockFilter::All,
+            effects_only: true,
+            fds: Fds::Files,
             paths: Vec::new(),
             seed: None,
+            depth: 3,
+            horizon: None,
+            victim_prob: 0.5,
+            scale_us: (10.0, 10_000.0),
+            site_prob: 0.25,
+            fire_prob: 0.25,
+            budget: default_of("DELAYSHIM_BUDGET").parse().expect("a number"),
+            faults: Vec::new(),
             stats: None,
             log: None,
+            record: None,
+            replay: None,
+            tree: None,
         }
     }
+}
+
+fn default_of(var: &str) -> &'static str {
+    find(var).expect("a known setting").default
 }
 
 /// A setting the shim refuses: which variable, its value, what it expects.
@@ -128,28 +195,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every variable the shim reads, with what it expects.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("DELAYSHIM_ENABLE", "0 or 1"),
-    ("DELAYSHIM_MEAN_US", "a non-negative number of microseconds"),
-    ("DELAYSHIM_DIST", "exp, uniform or fixed"),
-    ("DELAYSHIM_MAX_US", "a non-negative number of microseconds"),
-    ("DELAYSHIM_PROB", "a probability from 0 to 1"),
-    (
-        "DELAYSHIM_FUNCS",
-        "a comma-separated list of families (pwrite, fcntl, fsync, pread), function names, or all",
-    ),
-    ("DELAYSHIM_WHEN", "before, after or both"),
-    ("DELAYSHIM_FCNTL", "all, lock, unlock or locks"),
-    ("DELAYSHIM_PATHS", "comma-separated non-empty glob patterns"),
-    (
-        "DELAYSHIM_SEED",
-        "a 64-bit unsigned integer (decimal or 0x hex)",
-    ),
-    ("DELAYSHIM_STATS", "stderr or a file path"),
-    ("DELAYSHIM_LOG", "stderr or a file path"),
-];
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -171,15 +216,20 @@ impl Config {
         Config::from_vars(vars, &cwd)
     }
 
-    /// Parses `DELAYSHIM_*` pairs; relative sink paths are taken from `cwd`.
+    /// Parses `DELAYSHIM_*` pairs; relative paths are taken from `cwd`.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
-        cwd: &std::path::Path,
+        cwd: &Path,
     ) -> Result<Config, ConfigError> {
         let mut config = Config::default();
+        let mut locks_set: Option<String> = None;
         for (name, value) in vars {
-            let Some(&(_, expected)) = VARIABLES.iter().find(|(known, _)| *known == name) else {
-                let known: Vec<&str> = VARIABLES.iter().map(|(known, _)| *known).collect();
+            let Some(setting) = find(&name) else {
+                let known: Vec<&str> = SETTINGS
+                    .iter()
+                    .filter(|s| s.option.is_some())
+                    .map(|s| s.var)
+                    .collect();
                 return Err(ConfigError {
                     name,
                     value,
@@ -189,14 +239,24 @@ impl Config {
             let bad = || ConfigError {
                 name: name.clone(),
                 value: value.clone(),
-                expected: expected.to_owned(),
+                expected: setting.expected.to_owned(),
             };
             let v = value.trim();
+            let probability = || parse_probability(v).ok_or_else(bad);
             match name.as_str() {
                 "DELAYSHIM_ENABLE" => {
                     config.enabled = match v {
                         "1" => true,
                         "0" => false,
+                        _ => return Err(bad()),
+                    }
+                }
+                "DELAYSHIM_STRATEGY" => {
+                    config.strategy = match v {
+                        "every" => Strategy::Every,
+                        "sparse" => Strategy::Sparse,
+                        "victims" => Strategy::Victims,
+                        "sites" => Strategy::Sites,
                         _ => return Err(bad()),
                     }
                 }
@@ -210,13 +270,7 @@ impl Config {
                         _ => return Err(bad()),
                     }
                 }
-                "DELAYSHIM_PROB" => {
-                    config.prob = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| (0.0..=1.0).contains(p))
-                        .ok_or_else(bad)?
-                }
+                "DELAYSHIM_PROB" => config.prob = probability()?,
                 "DELAYSHIM_FUNCS" => config.funcs = parse_funcs(v).ok_or_else(bad)?,
                 "DELAYSHIM_WHEN" => {
                     config.when = match v {
@@ -226,49 +280,158 @@ impl Config {
                         _ => return Err(bad()),
                     }
                 }
-                "DELAYSHIM_FCNTL" => {
-                    config.fcntl = match v {
-                        "all" => FcntlFilter::All,
-                        "lock" => FcntlFilter::Lock,
-                        "unlock" => FcntlFilter::Unlock,
-                        "locks" => FcntlFilter::Locks,
+                "DELAYSHIM_LOCKS" | "DELAYSHIM_FCNTL" => {
+                    let filter = match (name.as_str(), v) {
+                        (_, "all") => LockFilter::All,
+                        (_, "locks") => LockFilter::Locks,
+                        ("DELAYSHIM_LOCKS", "acquire") | ("DELAYSHIM_FCNTL", "lock") => {
+                            LockFilter::Acquire
+                        }
+                        ("DELAYSHIM_LOCKS", "release") | ("DELAYSHIM_FCNTL", "unlock") => {
+                            LockFilter::Release
+                        }
+                        _ => return Err(bad()),
+                    };
+                    if let Some(other) = &locks_set {
+                        if config.locks != filter {
+                            return Err(ConfigError {
+                                name: name.clone(),
+                                value: value.clone(),
+                                expected: format!(
+                                    "the same choice as {other} (DELAYSHIM_FCNTL is the old name of DELAYSHIM_LOCKS)"
+                                ),
+                            });
+                        }
+                    }
+                    locks_set = Some(name.clone());
+                    config.locks = filter;
+                }
+                "DELAYSHIM_CALLS" => {
+                    config.effects_only = match v {
+                        "effects" => true,
+                        "all" => false,
+                        _ => return Err(bad()),
+                    }
+                }
+                "DELAYSHIM_FDS" => {
+                    config.fds = match v {
+                        "files" => Fds::Files,
+                        "all" => Fds::All,
                         _ => return Err(bad()),
                     }
                 }
                 "DELAYSHIM_PATHS" => {
                     config.paths = v
                         .split(',')
-                        .map(|glob| CString::new(glob.trim()).ok().filter(|g| !g.is_empty()))
+                        .map(|glob| {
+                            let glob = glob.trim();
+                            if glob.is_empty() {
+                                return None;
+                            }
+                            // `*/x.db` means anywhere; `x.db` and `d/*` are
+                            // anchored at the working directory.
+                            let absolute = if glob.starts_with('/') || glob.starts_with('*') {
+                                glob.to_owned()
+                            } else {
+                                format!("{}/{glob}", cwd.display())
+                            };
+                            CString::new(absolute).ok()
+                        })
                         .collect::<Option<_>>()
                         .ok_or_else(bad)?
                 }
                 "DELAYSHIM_SEED" => config.seed = Some(parse_seed(v).ok_or_else(bad)?),
+                "DELAYSHIM_DEPTH" => {
+                    config.depth = v
+                        .parse()
+                        .ok()
+                        .filter(|d| (1..=64).contains(d))
+                        .ok_or_else(bad)?
+                }
+                "DELAYSHIM_HORIZON" => {
+                    config.horizon = match v {
+                        "auto" => None,
+                        n => Some(
+                            n.parse()
+                                .ok()
+                                .filter(|h| (1..=1_000_000_000).contains(h))
+                                .ok_or_else(bad)?,
+                        ),
+                    }
+                }
+                "DELAYSHIM_VICTIM_PROB" => config.victim_prob = probability()?,
+                "DELAYSHIM_SCALE_US" => {
+                    let (min, max) = v.split_once('-').ok_or_else(bad)?;
+                    let min = parse_micros(min.trim()).ok_or_else(bad)?;
+                    let max = parse_micros(max.trim()).ok_or_else(bad)?;
+                    if !(min > 0.0 && min <= max) {
+                        return Err(bad());
+                    }
+                    config.scale_us = (min, max);
+                }
+                "DELAYSHIM_SITE_PROB" => config.site_prob = probability()?,
+                "DELAYSHIM_FIRE_PROB" => config.fire_prob = probability()?,
+                "DELAYSHIM_BUDGET" => {
+                    config.budget = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|b| (0.01..=1.0).contains(b))
+                        .ok_or_else(bad)?
+                }
+                "DELAYSHIM_FAULTS" => {
+                    config.faults = crate::faults::parse_rules(v).map_err(|why| ConfigError {
+                        name: name.clone(),
+                        value: value.clone(),
+                        expected: why,
+                    })?
+                }
                 "DELAYSHIM_STATS" => config.stats = Some(parse_sink(v, cwd).ok_or_else(bad)?),
                 "DELAYSHIM_LOG" => config.log = Some(parse_sink(v, cwd).ok_or_else(bad)?),
-                _ => unreachable!("every name in VARIABLES has an arm"),
+                "DELAYSHIM_RECORD" => config.record = Some(parse_path(v, cwd).ok_or_else(bad)?),
+                "DELAYSHIM_REPLAY" => config.replay = Some(parse_path(v, cwd).ok_or_else(bad)?),
+                TREE_VAR => config.tree = Some(parse_tree(v).ok_or_else(bad)?),
+                _ => unreachable!("every setting has an arm"),
             }
+        }
+        if config.record.is_some() && config.record == config.replay {
+            return Err(ConfigError {
+                name: "DELAYSHIM_RECORD".into(),
+                value: config
+                    .record
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                expected: "a file other than DELAYSHIM_REPLAY's".into(),
+            });
         }
         Ok(config)
     }
 
-    /// The functions that get delays: none when disabled.
-    pub fn delayed_funcs(&self) -> FuncSet {
-        if self.enabled {
-            self.funcs
-        } else {
-            0
+    /// The functions that get delays or faults: none when disabled.
+    pub fn intercepted_funcs(&self) -> FuncSet {
+        if !self.enabled {
+            return 0;
         }
+        self.faults
+            .iter()
+            .fold(self.funcs, |set, rule| set | rule.funcs)
     }
+}
+
+fn parse_probability(value: &str) -> Option<f64> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
 }
 
 fn parse_micros(value: &str) -> Option<f64> {
     value
         .parse::<f64>()
         .ok()
-        .filter(|us| us.is_finite() && *us >= 0.0)
+        .filter(|us| us.is_finite() && (0.0..=MAX_DELAY_US).contains(us))
 }
 
-fn parse_seed(value: &str) -> Option<u64> {
+pub fn parse_seed(value: &str) -> Option<u64> {
     match value
         .strip_prefix("0x")
         .or_else(|| value.strip_prefix("0X"))
@@ -278,19 +441,31 @@ fn parse_seed(value: &str) -> Option<u64> {
     }
 }
 
-fn parse_sink(value: &str, cwd: &std::path::Path) -> Option<Sink> {
+fn parse_path(value: &str, cwd: &Path) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| cwd.join(value))
+}
+
+fn parse_sink(value: &str, cwd: &Path) -> Option<Option<PathBuf>> {
     match value {
-        "" => None,
-        "stderr" => Some(Sink::Stderr),
-        path => Some(Sink::File(cwd.join(path))),
+        "stderr" => Some(None),
+        path => parse_path(path, cwd).map(Some),
     }
+}
+
+/// `SEED:LINEAGE`, both in hex, as [`crate::process`] writes it.
+fn parse_tree(value: &str) -> Option<Tree> {
+    let (seed, lineage) = value.split_once(':')?;
+    Some(Tree {
+        seed: u64::from_str_radix(seed, 16).ok()?,
+        lineage: u64::from_str_radix(lineage, 16).ok()?,
+    })
 }
 
 /// Parses a comma-separated list of family names, function names and `all`.
 pub fn parse_funcs(value: &str) -> Option<FuncSet> {
     value.split(',').map(str::trim).try_fold(0, |set, name| {
         let one = if name == "all" {
-            (1 << FUNCS.len()) - 1
+            ALL_FUNCS
         } else if let Some(family) = Family::ALL.iter().find(|f| f.name() == name) {
             family_set(*family)
         } else {
@@ -303,114 +478,155 @@ pub fn parse_funcs(value: &str) -> Option<FuncSet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::Func;
+    use crate::table::Func;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(
             vars.iter().map(|(n, v)| (n.to_string(), v.to_string())),
-            std::path::Path::new("/work"),
+            Path::new("/work"),
         )
-    }
-
-    fn bit(func: Func) -> FuncSet {
-        1 << func as usize
     }
 
     #[test]
     fn defaults() {
         let config = parse(&[]).unwrap();
         assert!(config.enabled);
+        assert_eq!(config.strategy, Strategy::Every);
         assert_eq!(config.mean_us, DEFAULT_MEAN_US);
-        assert_eq!(config.dist, Dist::Exp);
-        assert_eq!(config.prob, 1.0);
-        assert_eq!(config.when, When::Before);
-        assert_eq!(config.fcntl, FcntlFilter::All);
+        assert_eq!((config.dist, config.when), (Dist::Exp, When::Before));
+        assert_eq!((config.locks, config.fds), (LockFilter::All, Fds::Files));
         for func in [
             Func::pwrite64,
-            Func::pwritev2,
+            Func::write,
             Func::fcntl64,
+            Func::flock,
             Func::fsync,
-            Func::fdatasync,
+            Func::open64,
+            Func::rename,
+            Func::ftruncate64,
         ] {
-            assert_ne!(config.funcs & bit(func), 0, "{func:?} selected by default");
+            assert_ne!(config.funcs & func.bit(), 0, "{func:?} selected by default");
         }
-        assert_eq!(
-            config.funcs & bit(Func::pread64),
-            0,
-            "reads are off by default"
-        );
+        assert_eq!(config.funcs & (Func::pread64.bit() | Func::read.bit()), 0);
     }
 
     #[test]
     fn every_variable_parses() {
         let config = parse(&[
             ("DELAYSHIM_ENABLE", "0"),
+            ("DELAYSHIM_STRATEGY", "sites"),
             ("DELAYSHIM_MEAN_US", "50.5"),
             ("DELAYSHIM_DIST", "uniform"),
             ("DELAYSHIM_MAX_US", "1000"),
             ("DELAYSHIM_PROB", "0.25"),
             ("DELAYSHIM_FUNCS", "pread, fsync,pwrite64"),
             ("DELAYSHIM_WHEN", "both"),
+            ("DELAYSHIM_LOCKS", "release"),
             ("DELAYSHIM_FCNTL", "unlock"),
-            ("DELAYSHIM_PATHS", "*.db,/tmp/*-wal"),
+            ("DELAYSHIM_FDS", "all"),
+            ("DELAYSHIM_CALLS", "all"),
+            ("DELAYSHIM_PATHS", "*.db,/tmp/*-wal,a.db"),
             ("DELAYSHIM_SEED", "0xff"),
+            ("DELAYSHIM_DEPTH", "2"),
+            ("DELAYSHIM_HORIZON", "500"),
+            ("DELAYSHIM_VICTIM_PROB", "1"),
+            ("DELAYSHIM_SCALE_US", "5-50"),
+            ("DELAYSHIM_SITE_PROB", "0.5"),
+            ("DELAYSHIM_FIRE_PROB", "0.75"),
+            ("DELAYSHIM_BUDGET", "0.2"),
+            ("DELAYSHIM_FAULTS", "fsync:EIO:0.5"),
             ("DELAYSHIM_STATS", "stats.jsonl"),
             ("DELAYSHIM_LOG", "stderr"),
+            ("DELAYSHIM_RECORD", "rec"),
+            ("DELAYSHIM_REPLAY", "/tmp/rep"),
+            ("DELAYSHIM_TREE", "ff:10"),
         ])
         .unwrap();
         assert!(!config.enabled);
-        assert_eq!(config.delayed_funcs(), 0);
+        assert_eq!(config.intercepted_funcs(), 0);
+        assert_eq!(config.strategy, Strategy::Sites);
         assert_eq!(
             (config.mean_us, config.max_us, config.prob),
             (50.5, 1000.0, 0.25)
         );
         assert_eq!(
-            (config.dist, config.when, config.fcntl),
-            (Dist::Uniform, When::Both, FcntlFilter::Unlock)
+            (config.dist, config.when, config.locks, config.fds),
+            (Dist::Uniform, When::Both, LockFilter::Release, Fds::All)
         );
         assert_eq!(
             config.funcs,
-            family_set(Family::Pread) | family_set(Family::Fsync) | bit(Func::pwrite64)
+            family_set(Family::Pread) | family_set(Family::Fsync) | Func::pwrite64.bit()
         );
         assert_eq!(
             config.paths,
             vec![
-                CString::new("*.db").unwrap(),
+                CString::new("/work/*.db").unwrap(),
                 CString::new("/tmp/*-wal").unwrap()
             ]
         );
+        assert!(!config.effects_only);
         assert_eq!(config.seed, Some(255));
-        assert_eq!(config.stats, Some(Sink::File("/work/stats.jsonl".into())));
-        assert_eq!(config.log, Some(Sink::Stderr));
+        assert_eq!((config.depth, config.horizon), (2, Some(500)));
+        assert_eq!(config.scale_us, (5.0, 50.0));
         assert_eq!(
-            parse(&[("DELAYSHIM_FUNCS", "all")])
-                .unwrap()
-                .funcs
-                .count_ones() as usize,
-            FUNCS.len()
+            (config.site_prob, config.fire_prob, config.budget),
+            (0.5, 0.75, 0.2)
         );
+        assert_eq!(config.faults.len(), 1);
+        assert_eq!(config.stats, Some(Some("/work/stats.jsonl".into())));
+        assert_eq!(config.log, Some(None));
+        assert_eq!(config.record, Some("/work/rec".into()));
+        assert_eq!(
+            config.tree,
+            Some(Tree {
+                seed: 255,
+                lineage: 16
+            })
+        );
+        let all = parse(&[("DELAYSHIM_FUNCS", "all")]).unwrap();
+        assert_eq!(all.funcs, ALL_FUNCS);
     }
 
     #[test]
     fn bad_values_name_the_variable_value_and_expectation() {
         for (name, value) in [
             ("DELAYSHIM_ENABLE", "yes"),
+            ("DELAYSHIM_STRATEGY", "random"),
             ("DELAYSHIM_MEAN_US", "-1"),
             ("DELAYSHIM_MEAN_US", "10ms"),
             ("DELAYSHIM_MEAN_US", "inf"),
+            ("DELAYSHIM_MEAN_US", "1e308"),
+            ("DELAYSHIM_MEAN_US", "60000001"),
             ("DELAYSHIM_MAX_US", ""),
             ("DELAYSHIM_DIST", "normal"),
             ("DELAYSHIM_PROB", "1.5"),
             ("DELAYSHIM_PROB", "NaN"),
-            ("DELAYSHIM_FUNCS", "pwrite,write"),
+            ("DELAYSHIM_FUNCS", "pwrite,writes"),
             ("DELAYSHIM_FUNCS", ""),
             ("DELAYSHIM_WHEN", "during"),
-            ("DELAYSHIM_FCNTL", "unlocks"),
+            ("DELAYSHIM_LOCKS", "unlock"),
+            ("DELAYSHIM_FCNTL", "release"),
+            ("DELAYSHIM_FDS", "pipes"),
+            ("DELAYSHIM_CALLS", "some"),
             ("DELAYSHIM_PATHS", "a,,b"),
             ("DELAYSHIM_SEED", "-3"),
             ("DELAYSHIM_SEED", "18446744073709551616"),
+            ("DELAYSHIM_DEPTH", "0"),
+            ("DELAYSHIM_DEPTH", "65"),
+            ("DELAYSHIM_HORIZON", "0"),
+            ("DELAYSHIM_VICTIM_PROB", "-0.1"),
+            ("DELAYSHIM_SCALE_US", "10"),
+            ("DELAYSHIM_SCALE_US", "100-10"),
+            ("DELAYSHIM_SCALE_US", "0-10"),
+            ("DELAYSHIM_BUDGET", "0"),
+            ("DELAYSHIM_BUDGET", "2"),
+            ("DELAYSHIM_FAULTS", "fsync:EEXIST:0.1"),
+            ("DELAYSHIM_FAULTS", "fsync:short:0.1"),
+            ("DELAYSHIM_FAULTS", "fsync:EIO"),
             ("DELAYSHIM_STATS", ""),
             ("DELAYSHIM_LOG", ""),
+            ("DELAYSHIM_RECORD", ""),
+            ("DELAYSHIM_TREE", "zz"),
         ] {
             let error =
                 parse(&[(name, value)]).expect_err(&format!("{name}={value:?} must be refused"));
@@ -424,9 +640,26 @@ mod tests {
     }
 
     #[test]
+    fn conflicting_settings_are_refused() {
+        let error = parse(&[
+            ("DELAYSHIM_LOCKS", "acquire"),
+            ("DELAYSHIM_FCNTL", "unlock"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("old name"), "{error}");
+        assert!(parse(&[
+            ("DELAYSHIM_LOCKS", "release"),
+            ("DELAYSHIM_FCNTL", "unlock")
+        ])
+        .is_ok());
+        assert!(parse(&[("DELAYSHIM_RECORD", "/x"), ("DELAYSHIM_REPLAY", "/x")]).is_err());
+    }
+
+    #[test]
     fn unknown_variable_is_refused() {
         let error = parse(&[("DELAYSHIM_MEAN", "100")]).unwrap_err();
         assert_eq!(error.name, "DELAYSHIM_MEAN");
         assert!(error.to_string().contains("DELAYSHIM_MEAN_US"), "{error}");
+        assert!(!error.to_string().contains("DELAYSHIM_TREE"), "{error}");
     }
 }

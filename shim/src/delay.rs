@@ -38,28 +38,70 @@ impl Sampler {
     }
 }
 
-/// Sleeps `nanos` on the monotonic clock, to the end even when signals
-/// interrupt it (their handlers run in between). Leaves errno as it was.
-pub fn sleep_nanos(nanos: u64) {
-    let _errno = crate::errno::SavedErrno::save();
-    let mut deadline = libc::timespec {
+/// The monotonic clock, in nanoseconds.
+pub fn now_nanos() -> u64 {
+    let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock calls get valid timespecs.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut deadline);
-        let total = deadline.tv_nsec as u64 + nanos;
-        deadline.tv_sec += (total / 1_000_000_000) as libc::time_t;
-        deadline.tv_nsec = (total % 1_000_000_000) as libc::c_long;
-        while libc::clock_nanosleep(
+    // SAFETY: clock_gettime fills the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+fn timespec(nanos: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: (nanos / 1_000_000_000) as libc::time_t,
+        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// Sleeps `nanos` on the monotonic clock, to the end even when signals
+/// interrupt it (their handlers run in between), as a write to a regular
+/// file would not be interrupted either. Leaves errno as it was.
+pub fn sleep_nanos(nanos: u64) {
+    let _errno = crate::errno::SavedErrno::save();
+    let deadline = timespec(now_nanos() + nanos);
+    // SAFETY: a valid timespec.
+    while unsafe {
+        libc::clock_nanosleep(
             libc::CLOCK_MONOTONIC,
             libc::TIMER_ABSTIME,
             &deadline,
             std::ptr::null_mut(),
-        ) == libc::EINTR
-        {}
+        )
+    } == libc::EINTR
+    {}
+}
+
+/// Sleeps `nanos` the way a blocking lock call waits: a signal whose
+/// handler was installed with `SA_RESTART` runs and the sleep goes on; one
+/// without it ends the sleep. Returns false when a signal ended it.
+///
+/// A read from a timerfd is restarted by the kernel exactly when a blocked
+/// `fcntl(F_SETLKW)` or `flock` would be, which no sleep call is (they
+/// never restart). Without a descriptor to spare, it sleeps to the end.
+pub fn sleep_interruptible(nanos: u64) -> bool {
+    let _errno = crate::errno::SavedErrno::save();
+    // SAFETY: timerfd_create is not interposed; its descriptor is ours.
+    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+    if fd < 0 {
+        sleep_nanos(nanos);
+        return true;
     }
+    let spec = libc::itimerspec {
+        it_interval: timespec(0),
+        it_value: timespec(now_nanos() + nanos.max(1)),
+    };
+    let mut expirations = [0u8; 8];
+    // SAFETY: a valid itimerspec; the raw read bypasses the shim's own read.
+    let completed = unsafe {
+        libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) != 0
+            || libc::syscall(libc::SYS_read, fd, expirations.as_mut_ptr(), 8) == 8
+            || crate::errno::get() != libc::EINTR
+    };
+    crate::output::raw_close(fd);
+    completed
 }
 
 #[cfg(test)]
@@ -123,11 +165,13 @@ mod tests {
     }
 
     #[test]
-    fn sleep_lasts_and_keeps_errno() {
-        unsafe { *libc::__errno_location() = libc::EAGAIN };
+    fn sleeps_last_and_keep_errno() {
+        crate::errno::set(libc::EAGAIN);
         let start = std::time::Instant::now();
         sleep_nanos(2_000_000);
         assert!(start.elapsed() >= std::time::Duration::from_millis(2));
-        assert_eq!(unsafe { *libc::__errno_location() }, libc::EAGAIN);
+        assert!(sleep_interruptible(2_000_000));
+        assert!(start.elapsed() >= std::time::Duration::from_millis(4));
+        assert_eq!(crate::errno::get(), libc::EAGAIN);
     }
 }

@@ -2,21 +2,29 @@
 
 use std::ffi::c_int;
 
+pub(crate) fn get() -> c_int {
+    // SAFETY: errno is this thread's and always readable.
+    unsafe { *libc::__errno_location() }
+}
+
+pub(crate) fn set(value: c_int) {
+    // SAFETY: errno is this thread's and always writable.
+    unsafe { *libc::__errno_location() = value };
+}
+
 /// Restores `errno` to its value at creation when dropped.
 #[derive(Debug)]
 pub(crate) struct SavedErrno(c_int);
 
 impl SavedErrno {
     pub(crate) fn save() -> SavedErrno {
-        // SAFETY: errno is this thread's and always readable.
-        SavedErrno(unsafe { *libc::__errno_location() })
+        SavedErrno(get())
     }
 }
 
 impl Drop for SavedErrno {
     fn drop(&mut self) {
-        // SAFETY: errno is this thread's and always writable.
-        unsafe { *libc::__errno_location() = self.0 };
+        set(self.0);
     }
 }
 
@@ -26,11 +34,11 @@ mod tests {
 
     #[test]
     fn errno_comes_back_after_the_guard() {
-        unsafe { *libc::__errno_location() = libc::EAGAIN };
+        set(libc::EAGAIN);
         {
             let _saved = SavedErrno::save();
-            unsafe { *libc::__errno_location() = libc::EBADF };
+            set(libc::EBADF);
         }
-        assert_eq!(unsafe { *libc::__errno_location() }, libc::EAGAIN);
+        assert_eq!(get(), libc::EAGAIN);
     }
 }

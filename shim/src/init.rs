@@ -1,5 +1,6 @@
-//! Loading: read the configuration, resolve the real functions, hook fork
-//! and exit, then turn interception on, all before the host's `main`.
+//! Loading: read the configuration, open the output files, resolve the
+//! real functions, hook fork and exit, then turn interception on, all
+//! before the host's `main`.
 
 use std::ffi::c_int;
 
@@ -15,31 +16,46 @@ static INIT: extern "C" fn() = init;
 extern "C" fn init() {
     let _guard = Guard::enter();
     crate::real::resolve_all();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            crate::log::stderr_line(&error.to_string());
-            exit_now(EXIT_CONFIG_ERROR);
-        }
-    };
-    if let Some(sink) = &config.log {
-        if let Err(message) = crate::log::open_log(sink) {
-            crate::log::stderr_line(&message);
-            exit_now(EXIT_CONFIG_ERROR);
+    let config = Config::from_env().unwrap_or_else(|error| refuse(&error.to_string()));
+    for (output, sink, name) in [
+        (&crate::stats::OUTPUT, &config.stats, "DELAYSHIM_STATS"),
+        (&crate::record::LOG, &config.log, "DELAYSHIM_LOG"),
+    ] {
+        if let Some(path) = sink {
+            if let Err(why) = output.open(path.as_deref()) {
+                refuse(&format!("delayshim: {name}: {why}"));
+            }
         }
     }
-    let seed = config.seed.unwrap_or_else(|| {
-        let seed = random_seed();
-        // The statistics line carries the seed; without it, say it here.
-        if config.enabled && config.stats.is_none() {
-            crate::log::stderr_line(&format!(
-                "delayshim: DELAYSHIM_SEED={seed} (chosen at random; set it to draw these delays again)"
-            ));
+    if let Some(path) = &config.record {
+        if let Err(why) = crate::record::RECORD.open(Some(path)) {
+            refuse(&format!("delayshim: DELAYSHIM_RECORD: {why}"));
         }
-        seed
-    });
+    }
+    if let Some(path) = &config.replay {
+        if let Err(why) = crate::replay::load(path) {
+            refuse(&format!("delayshim: {why}"));
+        }
+    }
+    let seed = match (config.seed, config.tree) {
+        (Some(seed), _) => seed,
+        (None, Some(tree)) => tree.seed,
+        (None, None) => {
+            let seed = random_seed();
+            // The root of a tree chooses; its descendants inherit. Said
+            // only where a person reads it: the statistics carry it too.
+            // SAFETY: isatty only asks.
+            if config.enabled && unsafe { libc::isatty(libc::STDERR_FILENO) } == 1 {
+                crate::output::stderr_line(&format!(
+                    "delayshim: DELAYSHIM_SEED={seed} (chosen at random; set it to draw these delays again)"
+                ));
+            }
+            seed
+        }
+    };
     let command_line = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    crate::process::init(seed, &command_line);
+    crate::process::init(seed, config.tree.map(|t| t.lineage), &command_line);
+    let _ = crate::record::COMMAND_LINE.set(command_line);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
     unsafe {
         libc::pthread_atfork(
@@ -51,7 +67,17 @@ extern "C" fn init() {
             libc::atexit(write_stats);
         }
     }
+    if config.stats.is_some() {
+        crate::stats::write_start();
+    }
+    crate::record::process_line();
     crate::intercept::activate(config);
+}
+
+/// Stops the program before its `main`, with one line saying why.
+fn refuse(message: &str) -> ! {
+    crate::output::stderr_line(message);
+    exit_now(EXIT_CONFIG_ERROR)
 }
 
 fn random_seed() -> u64 {
@@ -61,26 +87,20 @@ fn random_seed() -> u64 {
     if n == 8 {
         seed
     } else {
-        // SAFETY: clock_gettime fills the timespec.
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-        crate::process::mix(
-            now.tv_sec as u64 ^ (now.tv_nsec as u64) << 32 ^ std::process::id() as u64,
-        )
+        crate::process::mix(crate::delay::now_nanos() ^ u64::from(std::process::id()) << 40)
     }
 }
 
-/// Writes this process's statistics line, if asked for.
+/// Writes this process's statistics line, if asked for. Async-signal-safe.
 extern "C" fn write_stats() {
     if !crate::process::owns_state() {
         return;
     }
     let _guard = Guard::enter();
-    if let Some(sink) = crate::intercept::config().and_then(|c| c.stats.as_ref()) {
-        let _ = std::panic::catch_unwind(|| crate::stats::write(sink, crate::process::seed()));
+    if let Some(config) = crate::intercept::config().filter(|c| c.stats.is_some()) {
+        let _ = std::panic::catch_unwind(|| {
+            crate::stats::write_exit(crate::process::seed(), config.strategy.name())
+        });
     }
 }
 
@@ -88,7 +108,7 @@ extern "C" fn write_stats() {
 /// atexit handlers.
 fn exit_now(status: c_int) -> ! {
     type Exit = unsafe extern "C" fn(c_int) -> !;
-    if let Some(real) = crate::real::exit_address() {
+    if let Some(real) = crate::real::EXIT.get() {
         // SAFETY: the real _exit.
         unsafe { std::mem::transmute::<*mut std::ffi::c_void, Exit>(real)(status) }
     }
@@ -98,19 +118,33 @@ fn exit_now(status: c_int) -> ! {
 }
 
 /// `_exit` and `_Exit` skip atexit handlers: programs such as Python's
-/// multiprocessing end their fork children with them, so the statistics
-/// are written here first (but not by a vfork child, which ends with
-/// `_exit` when its exec fails and shares its parent's counters).
+/// multiprocessing end their fork children with them, and signal handlers
+/// call them, so the statistics are written here first, without
+/// allocating (but not by a vfork child, which ends with `_exit` when its
+/// exec fails and shares its parent's counters).
 #[cfg(not(test))]
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub extern "C" fn _exit(status: c_int) -> ! {
     write_stats();
     exit_now(status)
 }
 
 #[cfg(not(test))]
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub extern "C" fn _Exit(status: c_int) -> ! {
     write_stats();
+    exit_now(status)
+}
+
+/// `quick_exit` runs only `at_quick_exit` handlers, not `atexit` ones.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn quick_exit(status: c_int) -> ! {
+    write_stats();
+    type QuickExit = unsafe extern "C" fn(c_int) -> !;
+    if let Some(real) = crate::real::QUICK_EXIT.get() {
+        // SAFETY: the real quick_exit.
+        unsafe { std::mem::transmute::<*mut std::ffi::c_void, QuickExit>(real)(status) }
+    }
     exit_now(status)
 }

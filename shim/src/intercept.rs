@@ -1,38 +1,52 @@
-//! What every interposed function does around its real call.
+//! What every interposed function does around its real call, in one
+//! direction: count it, filter it, decide, output, then sleep, call (or
+//! fail) and sleep.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
-use rand::Rng;
-
-use crate::config::Config;
-use crate::delay::{sleep_nanos, Sampler};
-use crate::families::{Family, Func, FuncSet, FUNCS};
-use crate::fcntl::FcntlCall;
+use crate::call::{resolve_path, Call};
+use crate::config::{Config, Fds};
+use crate::delay::{sleep_interruptible, sleep_nanos};
+use crate::faults::Fault;
 use crate::guard::Guard;
-use crate::log::{log_delay, log_enabled, DelayRecord};
+use crate::strategy::Decision;
+use crate::table::{Errors, Family, Func, FuncSet, FUNCS};
 
-/// Bit of [`ACTIVE`] that asks for calls to be counted.
+/// Bit of each [`ACTIVE`] word that asks for calls to be counted.
 const COUNT_CALLS: u64 = 1 << 63;
+/// Functions per [`ACTIVE`] word (the top bit is [`COUNT_CALLS`]).
+const PER_WORD: usize = 63;
+const WORDS: usize = FUNCS.len().div_ceil(PER_WORD);
 
-/// The functions that get delays, plus [`COUNT_CALLS`]. Zero until the
-/// shim is configured: every call before that is a pass-through.
-static ACTIVE: AtomicU64 = AtomicU64::new(0);
+/// The functions that get delays or faults, plus [`COUNT_CALLS`] in every
+/// word. Zero until the shim is configured: every call before that is a
+/// pass-through.
+static ACTIVE: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
+#[inline(always)]
+const fn slot(func: Func) -> (usize, u64) {
+    let index = func as usize;
+    (index / PER_WORD, 1 << (index % PER_WORD))
+}
+
 /// Installs the configuration and turns interception on.
 pub(crate) fn activate(config: Config) {
-    let delayed: FuncSet = config.delayed_funcs();
+    let intercepted: FuncSet = config.intercepted_funcs();
     let count = if config.stats.is_some() {
         COUNT_CALLS
     } else {
         0
     };
     if CONFIG.set(config).is_ok() {
-        ACTIVE.store(delayed | count, Relaxed);
+        for (word, active) in ACTIVE.iter().enumerate() {
+            let bits = (intercepted >> (word * PER_WORD)) as u64 & !COUNT_CALLS;
+            active.store(bits | count, Relaxed);
+        }
     }
 }
 
@@ -44,158 +58,280 @@ pub(crate) fn config() -> Option<&'static Config> {
 /// delayed nor counted. One load and one test.
 #[inline(always)]
 pub fn passes_through(func: Func) -> bool {
-    ACTIVE.load(Relaxed) & (1 << func as usize | COUNT_CALLS) == 0
+    let (word, bit) = slot(func);
+    ACTIVE[word].load(Relaxed) & (bit | COUNT_CALLS) == 0
 }
 
-/// Calls `call` (the real function), counting it and sleeping around it
-/// when `func` is selected. The real call's result and errno reach the
+/// How to make the real call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    Real,
+    /// Transfer only part of the count (a short-write fault).
+    Short,
+    /// The non-blocking form of a blocking lock call.
+    NonBlocking,
+}
+
+impl How {
+    /// The count to pass for a call made this way.
+    pub fn count(self, count: usize) -> usize {
+        match self {
+            How::Short if count > 1 => count / 2,
+            _ => count,
+        }
+    }
+}
+
+/// What was decided for one call.
+struct Prepared {
+    decision: Decision,
+    blocks: bool,
+}
+
+/// Calls `call` (the real function), counting it and delaying or failing
+/// it when `func` is selected. The real call's result and errno reach the
 /// caller untouched.
 #[inline(never)]
-pub fn intercept_slow<R>(
+pub fn intercept<R>(
     func: Func,
-    fd: c_int,
-    describe: impl FnOnce() -> Option<FcntlCall>,
-    call: impl FnOnce() -> R,
-) -> R {
-    let active = ACTIVE.load(Relaxed);
+    caller: usize,
+    describe: impl FnOnce() -> Call,
+    call: impl FnOnce(How) -> R,
+) -> R
+where
+    R: Copy + PartialEq + From<i8> + TryFrom<c_int>,
+{
+    let (word, bit) = slot(func);
+    let active = ACTIVE[word].load(Relaxed);
     if active & COUNT_CALLS != 0 {
         crate::stats::count_call(func);
     }
-    if active & (1 << func as usize) == 0 {
-        return call();
+    if active & bit == 0 {
+        return call(How::Real);
     }
     let Some(_guard) = Guard::enter() else {
-        return call();
+        return call(How::Real);
     };
     // A panic in the shim's own code must not unwind into C: the call then
-    // goes through undelayed. Planning reads /proc, which may set errno.
-    let plan = {
+    // goes through unaltered.
+    let prepared = {
         let _errno = crate::errno::SavedErrno::save();
-        catch_unwind(AssertUnwindSafe(|| plan(func, fd, describe))).unwrap_or(None)
+        catch_unwind(AssertUnwindSafe(|| prepare(func, caller, describe))).unwrap_or(None)
     };
-    let Some(plan) = plan else {
-        return call();
+    let Some(Prepared { decision, blocks }) = prepared else {
+        return call(How::Real);
     };
-    plan.sleep(false);
-    let result = call();
-    plan.sleep(true);
+    if decision.before_nanos > 0 {
+        if blocks {
+            if !sleep_interruptible(decision.before_nanos) {
+                // A signal whose handler lacks SA_RESTART arrived while the
+                // call would have been waiting. Natively it would then fail
+                // with EINTR, unless it had not had to wait at all.
+                let result = call(How::NonBlocking);
+                let would_block = result == R::from(-1)
+                    && matches!(crate::errno::get(), libc::EAGAIN | libc::EACCES);
+                return if would_block {
+                    fail(func, libc::EINTR)
+                } else {
+                    result
+                };
+            }
+        } else {
+            sleep_nanos(decision.before_nanos);
+        }
+    }
+    let result = match decision.fault {
+        Some(Fault::Errno(errno)) => fail(func, errno),
+        Some(Fault::Short) => call(How::Short),
+        None => call(How::Real),
+    };
+    if decision.after_nanos > 0 {
+        sleep_nanos(decision.after_nanos);
+    }
     result
 }
 
-/// The delays decided for one call, and what the log says about it.
-struct Plan {
-    func: Func,
-    fd: c_int,
-    fcntl: Option<FcntlCall>,
-    path: Option<Vec<u8>>,
-    before_nanos: u64,
-    after_nanos: u64,
-}
-
-impl Plan {
-    fn sleep(&self, after: bool) {
-        let nanos = if after {
-            self.after_nanos
-        } else {
-            self.before_nanos
-        };
-        if nanos == 0 {
-            return;
+/// What a failing call returns, with errno set as the function does.
+fn fail<R: From<i8> + TryFrom<c_int>>(func: Func, errno: c_int) -> R {
+    match func.info().errors {
+        Errors::Errno => {
+            crate::errno::set(errno);
+            R::from(-1)
         }
-        log_delay(&DelayRecord {
-            func: self.func,
-            fd: self.fd,
-            path: self.path.as_deref(),
-            fcntl: self.fcntl,
-            after,
-            nanos,
-        });
-        crate::stats::count_delay(self.func, nanos);
-        sleep_nanos(nanos);
+        Errors::Value => R::try_from(errno).unwrap_or_else(|_| R::from(-1)),
     }
 }
 
-/// Decides whether and how long to delay this call, drawing from the
-/// thread's stream in a fixed order: the probability, then each delay.
-fn plan(func: Func, fd: c_int, describe: impl FnOnce() -> Option<FcntlCall>) -> Option<Plan> {
+/// Filters the call, decides, and says what was decided.
+fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option<Prepared> {
     let config = config()?;
-    let is_fcntl = FUNCS[func as usize].family == Family::Fcntl;
-    let fcntl = if is_fcntl && (config.fcntl != crate::config::FcntlFilter::All || log_enabled()) {
-        describe()
-    } else {
-        None
-    };
-    if is_fcntl
-        && !config
-            .fcntl
-            .admits(fcntl.map_or(crate::fcntl::FcntlKind::Other, |c| c.kind()))
-    {
-        return None;
-    }
-    let path = if !config.paths.is_empty() || log_enabled() {
-        fd_path(fd)
-    } else {
-        None
-    };
-    if !config.paths.is_empty()
-        && !path
-            .as_deref()
-            .is_some_and(|p| matches_any(&config.paths, p))
-    {
-        return None;
-    }
-    let sampler = Sampler {
-        dist: config.dist,
-        mean_us: config.mean_us,
-        max_us: config.max_us,
-    };
-    let (before_nanos, after_nanos) = crate::process::with_rng(|rng| {
-        if config.prob < 1.0 && rng.random::<f64>() >= config.prob {
-            return (0, 0);
-        }
-        let before = if config.when.before() {
-            sampler.draw(rng)
-        } else {
-            0
-        };
-        let after = if config.when.after() {
-            sampler.draw(rng)
-        } else {
-            0
-        };
-        (before, after)
-    })?;
-    if before_nanos == 0 && after_nanos == 0 {
-        return None;
-    }
-    Some(Plan {
+    let call = Call {
         func,
-        fd,
-        fcntl,
-        path,
-        before_nanos,
-        after_nanos,
+        caller,
+        ..describe()
+    };
+    if let Some(kind) = call.lock_kind() {
+        if !config.locks.admits(kind) {
+            return None;
+        }
+    }
+    let on_file = call.on_file();
+    if config.fds == Fds::Files && !on_file {
+        return None;
+    }
+    if !config.paths.is_empty() && !path_matches(&call, &config.paths) {
+        return None;
+    }
+    let kind = call.kind();
+    let visible = kind.reorders() || matches!(func.family(), Family::Read | Family::Pread);
+    let delayed =
+        config.enabled && config.funcs & func.bit() != 0 && (visible || !config.effects_only);
+    let (thread, index, decision) = crate::process::with_thread(config, |thread| {
+        let index = thread.calls;
+        let decision = if crate::replay::active() {
+            thread.calls += 1;
+            crate::replay::lookup(crate::process::lineage(), thread.ordinal, index)
+        } else {
+            crate::strategy::decide(config, thread, &call, delayed, || site_key(&call))
+        };
+        (thread.ordinal, index, decision)
+    })?;
+    if decision.is_nothing() {
+        return None;
+    }
+    let injected = on_file && kind.reorders();
+    for nanos in [decision.before_nanos, decision.after_nanos] {
+        if nanos > 0 {
+            crate::stats::count_delay(func, nanos, injected);
+        }
+    }
+    if decision.fault.is_some() {
+        crate::stats::count_fault(func);
+    }
+    if crate::record::wanted() {
+        crate::record::decision(&call, thread, index, &decision);
+    }
+    Some(Prepared {
+        decision,
+        blocks: call.blocks(),
     })
 }
 
-/// The path `fd` refers to now (looked up on every call, so a closed and
-/// reused descriptor number is never mistaken for its old file).
-fn fd_path(fd: c_int) -> Option<Vec<u8>> {
-    let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
-    let mut target = [0u8; libc::PATH_MAX as usize];
-    // SAFETY: NUL-terminated link name; target is writable for its length.
-    let n = unsafe { libc::readlink(link.as_ptr(), target.as_mut_ptr().cast(), target.len()) };
-    (n >= 0).then(|| target[..n as usize].to_vec())
+/// A call site's key: the function, the caller's place in its object
+/// file, and the lock command, so that F_SETLK and F_UNLCK from one line
+/// of code are one site each.
+fn site_key(call: &Call) -> u64 {
+    let place = crate::sites::with_site(call.caller, |site| site.map_or(0, |s| s.key()));
+    let (cmd, lock) = call.command_names();
+    let command = crate::process::hash_bytes(cmd.unwrap_or("").as_bytes())
+        ^ crate::process::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
+    crate::process::combine(crate::process::combine(place, call.func as u64), command)
 }
 
-fn matches_any(globs: &[std::ffi::CString], path: &[u8]) -> bool {
-    let Ok(path) = std::ffi::CString::new(path) else {
-        return false;
-    };
-    // SAFETY: both are NUL-terminated strings.
-    globs
-        .iter()
-        .any(|glob| unsafe { libc::fnmatch(glob.as_ptr(), path.as_ptr(), 0) } == 0)
+thread_local! {
+    static PATH: std::cell::RefCell<[u8; 4096]> = const { std::cell::RefCell::new([0; 4096]) };
+}
+
+fn path_matches(call: &Call, globs: &[CString]) -> bool {
+    PATH.try_with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            return false;
+        };
+        let Some(len) = resolve_path(call, &mut *buf) else {
+            return false;
+        };
+        let matched = globs
+            .iter()
+            .any(|glob| glob_match(glob.to_bytes(), &buf[..len]));
+        matched
+            || call.other.is_some() && {
+                let Some(len) = crate::call::resolve_other(call, &mut *buf) else {
+                    return false;
+                };
+                globs
+                    .iter()
+                    .any(|glob| glob_match(glob.to_bytes(), &buf[..len]))
+            }
+    })
+    .unwrap_or(false)
+}
+
+/// Shell-style matching of a whole path: `*`, `?` and `[...]` (with `!`
+/// and ranges), byte by byte. `*` crosses `/`, like fnmatch without
+/// FNM_PATHNAME. Written here because fnmatch may allocate in multibyte
+/// locales, and this runs inside host calls.
+pub(crate) fn glob_match(glob: &[u8], text: &[u8]) -> bool {
+    let (mut g, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some(b'*') => {
+                star = Some((g, t));
+                g += 1;
+                continue;
+            }
+            Some(b'?') => {
+                g += 1;
+                t += 1;
+                continue;
+            }
+            Some(b'[') => {
+                if let Some((matched, end)) = class(glob, g, text[t]) {
+                    if matched {
+                        g = end;
+                        t += 1;
+                        continue;
+                    }
+                } else if text[t] == b'[' {
+                    g += 1;
+                    t += 1;
+                    continue;
+                }
+            }
+            Some(&c) if c == text[t] => {
+                g += 1;
+                t += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((star_g, star_t)) => {
+                g = star_g + 1;
+                t = star_t + 1;
+                star = Some((star_g, star_t + 1));
+            }
+            None => return false,
+        }
+    }
+    glob[g..].iter().all(|&c| c == b'*')
+}
+
+/// Matches `byte` against the class starting at `glob[at]` (`[`); returns
+/// whether it matched and where the class ends, or `None` if unclosed.
+fn class(glob: &[u8], at: usize, byte: u8) -> Option<(bool, usize)> {
+    let mut i = at + 1;
+    let negate = matches!(glob.get(i), Some(b'!') | Some(b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let c = *glob.get(i)?;
+        if c == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if glob.get(i + 1) == Some(&b'-') && glob.get(i + 2).is_some_and(|&e| e != b']') {
+            let end = glob[i + 2];
+            matched |= c <= byte && byte <= end;
+            i += 3;
+        } else {
+            matched |= c == byte;
+            i += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -204,25 +340,25 @@ mod tests {
 
     #[test]
     fn globs_match_whole_paths() {
-        let globs = vec![
-            std::ffi::CString::new("*/cache.db").unwrap(),
-            std::ffi::CString::new("/tmp/x?").unwrap(),
-        ];
-        assert!(matches_any(&globs, b"/a/b/cache.db"));
-        assert!(matches_any(&globs, b"/tmp/x1"));
-        assert!(!matches_any(&globs, b"/a/b/cache.db-wal"));
-        assert!(!matches_any(&globs, b"/tmp/x12"));
+        assert!(glob_match(b"*/cache.db", b"/a/b/cache.db"));
+        assert!(glob_match(b"/tmp/x?", b"/tmp/x1"));
+        assert!(!glob_match(b"*/cache.db", b"/a/b/cache.db-wal"));
+        assert!(!glob_match(b"/tmp/x?", b"/tmp/x12"));
+        assert!(glob_match(b"/tmp/[a-c]x", b"/tmp/bx"));
+        assert!(!glob_match(b"/tmp/[!a-c]x", b"/tmp/bx"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"/d/*.json*", b"/d/store.json.tmp"));
+        assert!(!glob_match(b"/d/*.json", b"/e/store.json"));
     }
 
     #[test]
-    fn fd_path_follows_the_descriptor() {
-        let file = std::fs::File::open("/proc/self/status").unwrap();
-        use std::os::fd::AsRawFd;
-        let path = fd_path(file.as_raw_fd()).unwrap();
-        assert!(
-            path.starts_with(b"/proc/") && path.ends_with(b"/status"),
-            "{path:?}"
-        );
-        assert_eq!(fd_path(-1), None);
+    fn slots_cover_every_function_without_the_count_bit() {
+        for index in 0..FUNCS.len() {
+            let (word, bit) = slot(unsafe { std::mem::transmute::<u8, Func>(index as u8) });
+            assert!(word < WORDS && bit & COUNT_CALLS == 0);
+        }
+        assert_eq!(How::Short.count(10), 5);
+        assert_eq!(How::Short.count(1), 1);
+        assert_eq!(How::Real.count(10), 10);
     }
 }

@@ -1,15 +1,26 @@
-//! `libdelayshim.so`: sleeps a random time around the I/O, locking and sync
-//! calls that storage code makes, beneath unmodified programs.
+//! `libdelayshim.so`: sleeps around the calls through which storage code
+//! races (writes, locks, syncs, and changes to names: open, rename, link,
+//! unlink), beneath unmodified programs, and optionally makes them fail.
 //!
-//! Load it with `LD_PRELOAD=/abs/path/libdelayshim.so PROGRAM`. It exports
-//! every libc alias of the interposed families (see [`families`]), reads its
-//! `DELAYSHIM_*` settings once when it is loaded ([`config`]), and for each
-//! selected call draws a delay from a per-thread random stream ([`delay`])
-//! and sleeps before and/or after the real call ([`intercept`]). At exit each
-//! process appends one JSON line of statistics ([`stats`]).
+//! Load it with `LD_PRELOAD=/abs/path/libdelayshim.so PROGRAM`. The data
+//! flows one way:
 //!
-//! Its own work never re-enters it ([`guard`]), never takes a lock, and
-//! leaves the real call's return value and `errno` untouched.
+//! ```text
+//! exported trampoline (exports, from the list in families)
+//!   -> pass-through test: one load, one test, jump to the real function
+//!   -> count (stats) -> Call (call: function, descriptor or path, kind)
+//!   -> filters (intercept: DELAYSHIM_FUNCS, LOCKS, FDS, PATHS)
+//!   -> Decision (replay, or strategy::decide: every | sparse | victims | sites, faults, budget)
+//!   -> record and log (record), counts (stats), all through output
+//!   -> sleep before, real call or fault, sleep after
+//! ```
+//!
+//! Everything between an exported function and the real call, and in
+//! `_exit`, is async-signal-safe: no allocation, no locks, no stdio, fixed
+//! buffers of the thread's own, and raw system calls for the shim's own
+//! I/O. Allocation, parsing and opening files happen once, at load
+//! ([`config`], `init`). The real call's result and `errno` reach the
+//! caller untouched unless a fault was asked for.
 
 #[cfg(not(all(
     target_os = "linux",
@@ -17,20 +28,29 @@
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
 compile_error!(
-    "delayshim supports glibc Linux on x86-64 and aarch64 only: its fcntl wrapper \
-     passes the variadic third argument as one pointer-sized integer, which is \
-     only known to be correct there"
+    "delayshim supports glibc Linux on x86-64 and aarch64 only: its wrappers \
+     pass variadic arguments as one pointer-sized integer and the caller's \
+     address in an argument register, which is only known to be correct there"
 );
 
+pub mod call;
 pub mod config;
 pub mod delay;
 mod errno;
-pub mod families;
-mod fcntl;
+mod exec;
+mod exports;
+mod families;
+pub mod faults;
 mod guard;
 mod init;
 pub mod intercept;
-mod log;
+pub mod locks;
+mod output;
 mod process;
 mod real;
+mod record;
+mod replay;
+mod sites;
 pub mod stats;
+pub mod strategy;
+pub mod table;

@@ -1,15 +1,18 @@
-//! Per-process and per-thread random streams, and what `fork()` changes.
+//! The process's place in its process tree, its threads' random streams,
+//! and what `fork()` and `exec()` change.
 //!
-//! A thread's stream is seeded from the run's seed, the process's position
-//! in the fork tree (its lineage) and the thread's order of first
-//! interception, so a single-threaded program draws the same delays for
-//! the same seed, and no two forked workers draw the same ones.
+//! A thread's stream is seeded from the tree's seed, the process's lineage
+//! (its place in the tree) and the thread's order of first interception, so
+//! a single-threaded program draws the same delays for the same seed, and
+//! no two processes of a tree draw the same ones: fork children take a
+//! ticket from their parent, and a program exec'd by a process inherits,
+//! through `DELAYSHIM_TREE`, its parent's lineage combined with a ticket of
+//! its own (see [`crate::exec`]).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use crate::strategy::ThreadState;
 
 static SEED: AtomicU64 = AtomicU64::new(0);
 static LINEAGE: AtomicU64 = AtomicU64::new(0);
@@ -21,13 +24,10 @@ static NEXT_CHILD: AtomicU64 = AtomicU64::new(0);
 /// child. A vfork child shares the parent's memory but not its pid.
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
-struct Stream {
-    generation: u64,
-    rng: Option<SmallRng>,
-}
-
 thread_local! {
-    static STREAM: RefCell<Stream> = const { RefCell::new(Stream { generation: 0, rng: None }) };
+    // Const-initialised and without destructors: reading them never
+    // allocates or registers anything, even in a signal handler.
+    static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
     /// Which child of its process the fork in progress on this thread makes.
     static FORK_TICKET: Cell<u64> = const { Cell::new(0) };
 }
@@ -40,23 +40,34 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn combine(a: u64, b: u64) -> u64 {
+pub(crate) fn combine(a: u64, b: u64) -> u64 {
     mix(a ^ mix(b))
 }
 
-/// Sets the run's seed and the root lineage. An exec'd program starts a
-/// new root, told apart from its parent by its command line.
-pub(crate) fn init(seed: u64, command_line: &[u8]) {
+/// FNV-1a of some bytes: stable across processes and runs.
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Sets the tree's seed and this process's lineage: its parent's, passed
+/// on at exec, combined with its own command line (a root has none).
+pub(crate) fn init(seed: u64, parent_lineage: Option<u64>, command_line: &[u8]) {
     OWNER_PID.store(current_pid(), Relaxed);
     SEED.store(seed, Relaxed);
-    let lineage = command_line.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    LINEAGE.store(lineage, Relaxed);
+    LINEAGE.store(
+        combine(parent_lineage.unwrap_or(0), hash_bytes(command_line)),
+        Relaxed,
+    );
 }
 
 pub(crate) fn seed() -> u64 {
     SEED.load(Relaxed)
+}
+
+pub(crate) fn lineage() -> u64 {
+    LINEAGE.load(Relaxed)
 }
 
 fn current_pid() -> i32 {
@@ -70,20 +81,29 @@ pub(crate) fn owns_state() -> bool {
     OWNER_PID.load(Relaxed) == current_pid()
 }
 
-/// Runs `f` with this thread's random stream, seeding it on first use and
-/// again after a fork.
-pub(crate) fn with_rng<R>(f: impl FnOnce(&mut SmallRng) -> R) -> Option<R> {
-    STREAM
-        .try_with(|stream| {
-            let mut stream = stream.try_borrow_mut().ok()?;
+/// The lineage of the next process this one starts (a fork child, or a
+/// program it executes or spawns): each takes a ticket, in order.
+pub(crate) fn next_child_lineage() -> u64 {
+    combine(LINEAGE.load(Relaxed), NEXT_CHILD.fetch_add(1, Relaxed))
+}
+
+/// Runs `f` with this thread's state, creating it on first use and again
+/// after a fork. `None` when the thread is exiting or already inside.
+pub(crate) fn with_thread<R>(
+    config: &crate::config::Config,
+    f: impl FnOnce(&mut ThreadState) -> R,
+) -> Option<R> {
+    THREAD
+        .try_with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
             let generation = GENERATION.load(Relaxed);
-            if stream.rng.is_none() || stream.generation != generation {
+            if slot.as_ref().is_none_or(|t| t.generation != generation) {
                 let ordinal = NEXT_THREAD.fetch_add(1, Relaxed);
-                let seed = combine(combine(SEED.load(Relaxed), LINEAGE.load(Relaxed)), ordinal);
-                stream.rng = Some(SmallRng::seed_from_u64(seed));
-                stream.generation = generation;
+                let seed = SEED.load(Relaxed);
+                let process = combine(seed, LINEAGE.load(Relaxed));
+                *slot = Some(ThreadState::new(config, seed, process, ordinal, generation));
             }
-            Some(f(stream.rng.as_mut()?))
+            Some(f(slot.as_mut()?))
         })
         .ok()
         .flatten()
@@ -91,7 +111,8 @@ pub(crate) fn with_rng<R>(f: impl FnOnce(&mut SmallRng) -> R) -> Option<R> {
 
 /// `pthread_atfork` prepare handler: takes a ticket for the coming child.
 pub(crate) extern "C" fn before_fork() {
-    let _ = FORK_TICKET.try_with(|ticket| ticket.set(NEXT_CHILD.fetch_add(1, Relaxed)));
+    let ticket = NEXT_CHILD.fetch_add(1, Relaxed);
+    let _ = FORK_TICKET.try_with(|cell| cell.set(ticket));
 }
 
 /// `pthread_atfork` child handler: a new lineage, fresh thread numbering
@@ -105,6 +126,7 @@ pub(crate) extern "C" fn in_fork_child() {
     NEXT_THREAD.store(0, Relaxed);
     GENERATION.fetch_add(1, Relaxed);
     crate::stats::reset_in_child();
+    crate::record::process_line();
 }
 
 #[cfg(test)]
@@ -112,32 +134,46 @@ mod tests {
     use rand::Rng;
 
     use super::*;
+    use crate::config::Config;
 
     fn draws() -> Vec<u64> {
-        with_rng(|rng| (0..4).map(|_| rng.random::<u64>()).collect()).unwrap()
+        let config = Config::default();
+        with_thread(&config, |t| (0..4).map(|_| t.rng.random::<u64>()).collect()).unwrap()
     }
 
     // These tests share the process-wide statics, so they run as one.
     #[test]
-    fn streams_follow_seed_thread_order_and_fork() {
-        init(42, b"prog\0arg\0");
+    fn streams_follow_seed_thread_order_fork_and_exec() {
+        init(42, None, b"prog\0arg\0");
         let first = std::thread::spawn(draws).join().unwrap();
         let second = std::thread::spawn(draws).join().unwrap();
         assert_ne!(first, second, "threads draw from different streams");
 
         // Same seed, same command line, same thread order: same draws.
-        init(42, b"prog\0arg\0");
+        init(42, None, b"prog\0arg\0");
         NEXT_THREAD.store(0, Relaxed);
         assert_eq!(std::thread::spawn(draws).join().unwrap(), first);
 
         // A different command line is a different root.
-        init(42, b"other\0");
+        init(42, None, b"other\0");
         NEXT_THREAD.store(0, Relaxed);
         assert_ne!(std::thread::spawn(draws).join().unwrap(), first);
 
+        // Two programs exec'd with the same command line by one parent
+        // differ: each had its own ticket.
+        init(42, None, b"sh\0");
+        let (a, b) = (next_child_lineage(), next_child_lineage());
+        assert_ne!(a, b);
+        init(42, Some(a), b"sqlite3\0db\0");
+        NEXT_THREAD.store(0, Relaxed);
+        let from_a = std::thread::spawn(draws).join().unwrap();
+        init(42, Some(b), b"sqlite3\0db\0");
+        NEXT_THREAD.store(0, Relaxed);
+        assert_ne!(std::thread::spawn(draws).join().unwrap(), from_a);
+
         // Two simulated fork children of one parent differ from each other
         // and from the parent.
-        init(42, b"prog\0arg\0");
+        init(42, None, b"prog\0arg\0");
         let children: Vec<Vec<u64>> = (0..2)
             .map(|_| {
                 // The parent's state, which a real fork leaves untouched.
