@@ -305,8 +305,9 @@ fn shards_split_the_seeds_with_no_overlap() {
             dir.to_str().unwrap(),
             "--",
             PROBE,
-            "calls",
-            "3",
+            "passthrough",
+            out_dir.path().to_str().unwrap(),
+            "1",
         ]);
         assert_exit(&out, 0);
         run_seeds(&text(&out.stdout))
@@ -405,16 +406,16 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
                 out_dir.path().to_str().unwrap(),
                 "--",
             ])
-            .args([PROBE, "calls", "3"]),
+            .args([PROBE, "passthrough", out_dir.path().to_str().unwrap(), "1"]),
         LIMIT,
     );
     assert_exit(&out, 0);
     for run_dir in ["run-0", "run-1"] {
         let log = std::fs::read_to_string(out_dir.path().join(run_dir).join("delays.log")).unwrap();
         assert_eq!(
-            log.lines().filter(|l| l.contains(" fn=fcntl64 ")).count(),
-            3,
-            "{log}"
+            log.lines().filter(|l| l.contains(" fn=pwrite64 ")).count(),
+            5,
+            "the probe's five pwrite64 calls on a file: {log}"
         );
     }
     assert!(

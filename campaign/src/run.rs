@@ -71,7 +71,9 @@ fn signal_name(signal: i32) -> String {
 /// Why a run that exited 0 does not count as fuzzed, if it does not.
 pub fn not_fuzzed(counts: &Counts) -> Option<String> {
     let calls = counts.total("calls");
-    if counts.processes == 0 {
+    if counts.processes == 0 && counts.started > 0 {
+        Some("its processes wrote no statistics at exit: killed by a signal, or left with a raw exit system call".into())
+    } else if counts.processes == 0 {
         Some(
             "the shim wrote no statistics: it was not loaded, or the program left without exit()"
                 .into(),
@@ -215,6 +217,10 @@ mod tests {
             counts
         };
         assert!(not_fuzzed(&counts(&[])).unwrap().contains("no statistics"));
+        let started = counts(&[r#"{"event":"start","pid":1}"#]);
+        assert!(not_fuzzed(&started)
+            .unwrap()
+            .contains("no statistics at exit"));
         let none = counts(&[r#"{"calls":{},"delayed":{}}"#]);
         assert!(not_fuzzed(&none).unwrap().contains("intercepted no calls"));
         let undelayed = counts(&[r#"{"calls":{"fcntl64":2},"delayed":{}}"#]);

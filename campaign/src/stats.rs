@@ -1,5 +1,7 @@
-//! The shim's statistics lines, summed. Each line is one process:
-//! `{"pid":..,"exe":"..","calls":{FN:N},"delayed":{FN:N},...}`. Every field
+//! The shim's statistics lines, summed. A process that exits writes
+//! `{"event":"exit","pid":..,"exe":"..","calls":{FN:N},"delayed":{FN:N},...}`
+//! (older shims write the same without `event`); each program also writes
+//! a `{"event":"start",...}` line when it starts. Every field
 //! whose value is an object of counts is summed by function, and every
 //! other whole-number field except the process's identity is summed as a
 //! count, so fields the shim adds later are summed without changes here.
@@ -16,8 +18,10 @@ const IDENTITY_FIELDS: [&str; 3] = ["pid", "ppid", "seed"];
 /// Statistics summed over processes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Lines (processes) summed.
+    /// Exit lines (processes) summed.
     pub processes: u64,
+    /// Start lines: programs the shim was loaded into.
+    pub started: u64,
     /// Per-function fields (`calls`, `delayed`, `delay_us`, `faults`, ...),
     /// each by function name.
     pub by_function: BTreeMap<String, BTreeMap<String, u64>>,
@@ -28,6 +32,10 @@ pub struct Counts {
 impl Counts {
     /// Adds one statistics line, parsed.
     pub fn add_line(&mut self, process: &serde_json::Map<String, Value>) {
+        if process.get("event").and_then(Value::as_str) == Some("start") {
+            self.started += 1;
+            return;
+        }
         self.processes += 1;
         for (field, value) in process {
             match value {
@@ -49,6 +57,7 @@ impl Counts {
 
     pub fn merge(&mut self, other: &Counts) {
         self.processes += other.processes;
+        self.started += other.started;
         for (field, counts) in &other.by_function {
             let totals = self.by_function.entry(field.clone()).or_default();
             for (function, n) in counts {
@@ -205,8 +214,15 @@ impl StatsTable {
                 .iter()
                 .map(|(k, v)| format!(", {k} {v}"))
                 .collect();
+            // Start lines are per program, exit lines per process: a
+            // program without an exit line was killed (or left raw).
+            let started = if counts.started > 0 {
+                format!(", {} started", counts.started)
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "{name}: {} process{}{}\n",
+                "{name}: {} process{} exited{started}{}\n",
                 counts.processes,
                 if counts.processes == 1 { "" } else { "es" },
                 scalars.concat()
@@ -225,6 +241,7 @@ impl StatsTable {
         let counts_json = |c: &Counts| {
             let mut map = serde_json::Map::new();
             map.insert("processes".into(), c.processes.into());
+            map.insert("started".into(), c.started.into());
             for (field, counts) in &c.by_function {
                 map.insert(field.clone(), serde_json::json!(counts));
             }
@@ -328,8 +345,13 @@ mod tests {
     fn every_count_field_is_summed_and_identity_is_not() {
         let mut counts = Counts::default();
         counts.add_line(&line(r#"{"pid":7,"ppid":1,"seed":9,"exe":"/a","calls":{"fcntl64":3},"delayed":{"fcntl64":2},"injected":2,"new_map":{"x":1}}"#));
-        counts.add_line(&line(r#"{"pid":8,"ppid":7,"seed":9,"exe":"/a","calls":{"fcntl64":1,"fsync":4},"delayed":{"fcntl64":1},"injected":0,"new_map":{"x":5}}"#));
-        assert_eq!(counts.processes, 2);
+        counts.add_line(&line(r#"{"event":"start","pid":8,"ppid":7,"exe":"/a"}"#));
+        counts.add_line(&line(r#"{"event":"exit","pid":8,"ppid":7,"seed":9,"exe":"/a","calls":{"fcntl64":1,"fsync":4},"delayed":{"fcntl64":1},"injected":0,"new_map":{"x":5}}"#));
+        assert_eq!(
+            counts.processes, 2,
+            "exit lines, and lines of shims without events"
+        );
+        assert_eq!(counts.started, 1);
         assert_eq!(counts.field("calls")["fcntl64"], 4);
         assert_eq!(counts.total("calls"), 8);
         assert_eq!(
@@ -356,7 +378,9 @@ mod tests {
             concat!(
                 r#"{"pid":1,"exe":"/bin/a","calls":{"pwrite64":2,"pwrite":1},"delayed":{"pwrite64":2},"delay_us":{"pwrite64":30}}"#,
                 "\n",
-                r#"{"pid":2,"exe":"/bin/b","calls":{"fsync":5},"delayed":{"fsync":1},"delay_us":{"fsync":7}}"#,
+                r#"{"event":"start","pid":2,"exe":"/bin/b"}"#,
+                "\n",
+                r#"{"event":"exit","pid":2,"exe":"/bin/b","calls":{"fsync":5},"delayed":{"fsync":1},"delay_us":{"fsync":7}}"#,
                 "\n"
             ),
         )
@@ -364,9 +388,15 @@ mod tests {
         let table = StatsTable::read(&[&path]).unwrap();
         assert_eq!(table.columns(), ["calls", "delayed", "delay_us"]);
         let text = table.text();
-        assert!(text.contains("/bin/a: 1 process\n"), "{text}");
-        assert!(text.contains("/bin/b: 1 process\n"), "{text}");
-        assert!(text.contains("total: 2 processes\n"), "{text}");
+        assert!(text.contains("/bin/a: 1 process exited\n"), "{text}");
+        assert!(
+            text.contains("/bin/b: 1 process exited, 1 started\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("total: 2 processes exited, 1 started\n"),
+            "{text}"
+        );
         let pwrite_row = text.lines().find(|l| l.starts_with("pwrite ")).unwrap();
         assert_eq!(
             pwrite_row.split_whitespace().collect::<Vec<_>>(),
@@ -377,7 +407,9 @@ mod tests {
         assert_eq!(json["by_exe"]["/bin/a"]["calls"]["pwrite"], 1);
         let mut alone = table.clone();
         alone.by_exe.remove("/bin/b");
-        assert!(alone.text().starts_with("total (/bin/a): 2 processes\n"));
+        assert!(alone
+            .text()
+            .starts_with("total (/bin/a): 2 processes exited, 1 started\n"));
         let mut idle = Counts::default();
         idle.add_line(&line(r#"{"pid":3,"exe":"/bin/c","calls":{},"delayed":{}}"#));
         let idle = StatsTable {
@@ -386,7 +418,7 @@ mod tests {
         };
         assert_eq!(
             idle.text(),
-            "total (/bin/c): 1 process\nno intercepted calls\n\n"
+            "total (/bin/c): 1 process exited\nno intercepted calls\n\n"
         );
         std::fs::write(&path, "{\"pid\":1}\nnot json\n").unwrap();
         let error = StatsTable::read(&[&path]).unwrap_err().to_string();
