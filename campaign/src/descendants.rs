@@ -80,6 +80,8 @@ impl Reaper {
                 .map(|p| p.pid)
                 .collect();
             if alive.is_empty() || start.elapsed() > Duration::from_secs(2) {
+                // What died since the reaping above is a zombie now.
+                self.reap_orphans();
                 return killed.len();
             }
             for pid in alive {
@@ -166,9 +168,16 @@ mod tests {
         assert_eq!(parse_stat(9, "garbage"), None);
     }
 
+    /// One reaper for the tests, as for a campaign: a second one would
+    /// reap the first one's run processes as orphans.
+    fn reaper() -> &'static Reaper {
+        static REAPER: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
+        REAPER.get_or_init(|| Reaper::new().expect("becoming a subreaper"))
+    }
+
     #[test]
     fn a_marked_process_is_found_and_killed() {
-        let reaper = Reaper::default();
+        let reaper = reaper();
         let marker = format!("test.{}", std::process::id());
         let mut child = reaper
             .spawn(
@@ -191,6 +200,37 @@ mod tests {
         assert_eq!(reaper.kill_leftovers(-1, &marker), 1);
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
         reaper.release(&child);
+    }
+
+    #[test]
+    fn a_daemon_is_killed_and_reaped_by_the_subreaper() {
+        let reaper = reaper();
+        let marker = format!("daemon.{}", std::process::id());
+        let mut child = reaper
+            .spawn(
+                Command::new("sh")
+                    .args(["-c", "setsid tail -f /dev/null & exit 0"])
+                    .env(RUN_MARKER_VAR, &marker)
+                    .process_group(0),
+            )
+            .unwrap();
+        child.wait().unwrap();
+        reaper.release(&child);
+        let start = Instant::now();
+        while !processes().any(|p| !p.zombie && has_marker(p.pid, &marker)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the daemon never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reaper.kill_leftovers(child.id() as libc::pid_t, &marker), 1);
+        let me = std::process::id() as libc::pid_t;
+        let zombie_tails = processes().filter(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+            p.ppid == me && p.zombie && comm.trim() == "tail"
+        });
+        assert_eq!(zombie_tails.count(), 0, "the orphan was reaped");
     }
 
     use std::os::unix::process::CommandExt as _;
