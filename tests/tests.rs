@@ -14,4 +14,6 @@ mod fork;
 mod reach;
 mod readme;
 mod reliability;
+mod replay;
+mod strategies;
 mod targets;
