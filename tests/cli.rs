@@ -405,3 +405,55 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
     );
     assert!(text(&man.stdout).contains("delayshim"));
 }
+
+#[test]
+fn a_program_with_nothing_to_delay_is_warned_about() {
+    let limit = Duration::from_secs(60);
+    let check = run(delayshim("check").arg("true"), limit);
+    assert_exit(&check, 1);
+    let verdict = text(&check.stdout);
+    assert!(
+        report_line(&verdict, "verdict:").starts_with("verdict: nothing to delay: "),
+        "{verdict}"
+    );
+    let out = run(delayshim("run").args(["--", "true"]), limit);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("import no function the shim interposes"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn on_a_terminal_fuzz_shows_progress_instead_of_passing_runs() {
+    // python3's pty module gives the campaign a terminal for its output.
+    let out_dir = tempdir();
+    let out = run(
+        clean_command("python3")
+            .args([
+                "-c",
+                "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
+            ])
+            .arg(&artifacts().delayshim)
+            .args(["fuzz", "--runs", "2", "--mean", "1", "--out"])
+            .arg(out_dir.path())
+            .arg("--")
+            .arg(PROBE)
+            .args(["passthrough", ".", "1"])
+            .env("XDG_CACHE_HOME", crate::util::shim_cache())
+            .current_dir(out_dir.path()),
+        Duration::from_secs(120),
+    );
+    assert_exit(&out, 0);
+    let screen = text(&out.stdout);
+    assert!(
+        screen.contains("\r\x1b[Kdelayshim fuzz: 2/2 runs done, 0 failed"),
+        "{screen:?}"
+    );
+    assert!(
+        !screen.contains("] seed="),
+        "passing runs are not listed: {screen:?}"
+    );
+    assert!(screen.contains("2 of 2 runs done"), "{screen:?}");
+}
