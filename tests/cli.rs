@@ -457,3 +457,42 @@ fn on_a_terminal_fuzz_shows_progress_instead_of_passing_runs() {
     );
     assert!(screen.contains("2 of 2 runs done"), "{screen:?}");
 }
+
+/// The numbers in `text`, as a set.
+fn numbers(text: &str) -> BTreeSet<u32> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|word| word.parse().ok())
+        .collect()
+}
+
+#[test]
+fn help_and_readme_document_the_same_exit_statuses() {
+    let help = run(&mut delayshim("--help"), Duration::from_secs(60));
+    let help = text(&help.stdout);
+    // `  run        the program's own ...` and its indented continuation lines.
+    let mut by_command: Vec<(String, String)> = Vec::new();
+    for line in help.lines().skip_while(|l| *l != "Exit statuses:").skip(1) {
+        match line.strip_prefix("  ") {
+            Some(rest) if !rest.starts_with(' ') => {
+                let (name, text) = rest.split_once(' ').unwrap();
+                by_command.push((name.to_owned(), text.to_owned()));
+            }
+            Some(rest) => by_command.last_mut().unwrap().1.push_str(rest),
+            None => break,
+        }
+    }
+    assert_eq!(by_command.len(), 6, "{help}");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (name, statuses) in by_command {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `delayshim {name}`")))
+            .unwrap_or_else(|| panic!("README's exit-status table has no delayshim {name}"));
+        assert_eq!(
+            numbers(row),
+            numbers(&statuses),
+            "delayshim {name}:\n{row}\n{statuses}"
+        );
+    }
+}
