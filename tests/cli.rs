@@ -496,3 +496,22 @@ fn help_and_readme_document_the_same_exit_statuses() {
         );
     }
 }
+
+#[test]
+fn check_names_why_the_loader_would_ignore_the_shim() {
+    let dir = tempdir();
+    let setuid = dir.path().join("setuid-true");
+    std::fs::copy("/bin/true", &setuid).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = run(delayshim("check").arg(&setuid), Duration::from_secs(60));
+    assert_exit(&out, 1);
+    let report = text(&out.stdout);
+    assert_eq!(
+        report_line(&report, "secure mode:"),
+        "secure mode: yes: setuid-true is set-user-ID"
+    );
+    assert!(
+        report_line(&report, "verdict:").starts_with("verdict: refused: "),
+        "{report}"
+    );
+}

@@ -52,8 +52,10 @@ pub struct Inspection {
     /// The ELF file the loader runs: the program, or a script's interpreter.
     pub executable: PathBuf,
     pub linking: Linking,
-    /// Why the loader would run it in secure mode and ignore `LD_PRELOAD`.
-    pub secure_mode: Option<String>,
+    /// Why the loader would run the executable in secure mode and ignore
+    /// `LD_PRELOAD`: "is set-user-ID", "is set-group-ID" or "has file
+    /// capabilities".
+    pub secure_mode: Option<&'static str>,
     /// It carries Go's build-information marker.
     pub go: bool,
     /// The executable, then each shared library it loads, breadth first.
@@ -105,15 +107,12 @@ fn inspect_depth(given: &Path, program: &Path, depth: u32) -> Result<Inspection,
     if mode & 0o111 == 0 {
         return Err(format!("{shown}: not executable"));
     }
-    let secure = |what: &str| {
-        format!("{shown} {what}: the loader runs it in secure mode and ignores LD_PRELOAD, so nothing would be fuzzed")
-    };
     let secure_mode = if mode & 0o4000 != 0 {
-        Some(secure("is set-user-ID"))
+        Some("is set-user-ID")
     } else if mode & 0o2000 != 0 {
-        Some(secure("is set-group-ID"))
+        Some("is set-group-ID")
     } else if has_file_capabilities(program) {
-        Some(secure("has file capabilities"))
+        Some("has file capabilities")
     } else {
         None
     };
@@ -167,8 +166,11 @@ fn inspect_depth(given: &Path, program: &Path, depth: u32) -> Result<Inspection,
 impl Inspection {
     /// Why the loader will not preload the shim, if it will not.
     pub fn refusal(&self) -> Option<Refusal> {
-        if let Some(why) = &self.secure_mode {
-            return Some(Refusal(why.clone()));
+        if let Some(why) = self.secure_mode {
+            return Some(Refusal(format!(
+                "{} {why}: the loader runs it in secure mode and ignores LD_PRELOAD, so nothing would be fuzzed",
+                self.executable.display()
+            )));
         }
         (self.linking == Linking::Static).then(|| {
             Refusal(format!(

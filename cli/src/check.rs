@@ -114,9 +114,10 @@ pub fn describe(found: &Inspection, selection: &FuncSelection) -> (String, bool)
     let _ = writeln!(
         text,
         "secure mode: {}",
-        found.secure_mode.as_deref().map_or("no", |_| {
-            "yes (set-user-ID, set-group-ID or file capabilities)"
-        })
+        match found.secure_mode {
+            Some(why) => format!("yes: {} {why}", file_name(&found.executable)),
+            None => "no".to_owned(),
+        }
     );
     let _ = writeln!(
         text,
