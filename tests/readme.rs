@@ -127,6 +127,31 @@ fn the_settings_table_names_every_variable() {
     }
 }
 
+#[test]
+fn the_families_table_lists_every_family_and_function() {
+    let readme = readme();
+    for family in delayshim_settings::FAMILIES {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{}` | ", family.name)))
+            .unwrap_or_else(|| panic!("the README's families table has no {}", family.name));
+        let on = if family.default_on {
+            "| yes |"
+        } else {
+            "| no |"
+        };
+        assert!(row.contains(on), "{row}");
+        let listed: Vec<&str> = row
+            .rsplit('|')
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|f| f.trim().trim_matches('`'))
+            .collect();
+        assert_eq!(listed, family.functions, "{row}");
+    }
+}
+
 /// A line's shape: paths, numbers and lists of `name count` pairs
 /// replaced, spaces collapsed, and a run's own output reduced to its label.
 fn shape(line: &str) -> String {
