@@ -251,6 +251,11 @@ fn daemons_a_run_leaves_behind_are_killed_and_reported() {
     )
     .unwrap();
     assert_eq!(summary["runs"][0]["left_running"], 2);
+    assert_eq!(summary["left_running"], 4);
+    assert!(
+        stdout.contains("processes left running by runs: 4, all killed"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -165,6 +165,8 @@ pub struct Summary {
     delayed: BTreeMap<String, u64>,
     delay_us: u64,
     injected: u64,
+    /// Processes that runs left running, all killed.
+    left_running: usize,
     runs: Vec<serde_json::Value>,
     pub elapsed: Duration,
     /// The program and its arguments, as a shell line, for `delayshim report`.
@@ -183,6 +185,7 @@ impl Summary {
             delayed: BTreeMap::new(),
             delay_us: 0,
             injected: 0,
+            left_running: 0,
             runs: Vec::new(),
             elapsed: Duration::ZERO,
             command: String::new(),
@@ -203,6 +206,7 @@ impl Summary {
         }
         self.delay_us += result.counts.total("delay_us");
         self.injected += result.counts.injected();
+        self.left_running += result.left_running;
         self.runs.push(serde_json::json!({
             "index": result.plan.index,
             "seed": result.plan.seed,
@@ -281,6 +285,13 @@ impl Summary {
             delay_counts(&self.delayed),
             self.delay_us as f64 / 1e6
         );
+        if self.left_running > 0 {
+            let _ = writeln!(
+                text,
+                "processes left running by runs: {}, all killed",
+                self.left_running
+            );
+        }
         text
     }
 
@@ -296,6 +307,7 @@ impl Summary {
             "by_outcome": self.by_kind,
             "delayed": self.delayed,
             "injected": self.injected,
+            "left_running": self.left_running,
             "seconds": self.elapsed.as_secs_f64(),
             "runs": self.runs,
         });
@@ -406,11 +418,16 @@ mod tests {
         assert!(summary
             .text(true)
             .contains("delays injected: 803 (fcntl64 803)"));
+        assert!(!summary.text(true).contains("left running"));
         run.plan.strategy = Some("sparse".into());
         run.left_running = 2;
+        summary.add(&run, None);
         assert_eq!(
             run_lines(&summary, &run, &context).unwrap(),
-            "[1/20] seed=5 strategy=sparse PASS 1.5 s  delays: fcntl64 803  (left 2 processes running: killed)\n"
+            "[2/20] seed=5 strategy=sparse PASS 1.5 s  delays: fcntl64 803  (left 2 processes running: killed)\n"
         );
+        assert!(summary
+            .text(true)
+            .contains("processes left running by runs: 2, all killed\n"));
     }
 }
