@@ -4,6 +4,7 @@
 mod util;
 
 mod campaign;
+mod cli;
 mod config;
 mod crash;
 mod detection;

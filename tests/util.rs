@@ -22,11 +22,13 @@ pub fn target_dir() -> PathBuf {
 pub struct Artifacts {
     pub shim: PathBuf,
     pub driver: PathBuf,
+    /// The `delayshim` command.
+    pub delayshim: PathBuf,
     /// The release directory, where the race targets are.
     pub release: PathBuf,
 }
 
-/// Builds the release shim, driver, campaign runner and race targets once
+/// Builds the release shim, driver, delayshim command and race targets once
 /// per test run: the shim is
 /// measured as users load it, and the driver's bundled SQLite is only
 /// optimised in release.
@@ -44,7 +46,7 @@ pub fn artifacts() -> &'static Artifacts {
                 "-p",
                 "driver",
                 "-p",
-                "delayshim-campaign",
+                "delayshim-cli",
                 "-p",
                 "delayshim-targets",
                 "--target-dir",
@@ -61,6 +63,7 @@ pub fn artifacts() -> &'static Artifacts {
         Artifacts {
             shim: release.join("libdelayshim.so"),
             driver: release.join("driver"),
+            delayshim: release.join("delayshim"),
             release,
         }
     })
@@ -72,6 +75,19 @@ pub fn shim() -> &'static Path {
 
 pub fn driver() -> &'static Path {
     &artifacts().driver
+}
+
+/// Where the tests' `delayshim` commands keep the shim they carry, instead
+/// of the user's cache directory.
+pub fn shim_cache() -> PathBuf {
+    target_dir().join("test-shim-cache")
+}
+
+/// `delayshim SUBCOMMAND` with no inherited `DELAYSHIM_*` or `LD_PRELOAD`.
+pub fn delayshim(subcommand: &str) -> Command {
+    let mut command = clean_command(&artifacts().delayshim);
+    command.arg(subcommand).env("XDG_CACHE_HOME", shim_cache());
+    command
 }
 
 /// A command with no inherited `DELAYSHIM_*` or `LD_PRELOAD`.

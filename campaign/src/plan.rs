@@ -1,7 +1,11 @@
-//! Which runs a campaign makes, and with which seeds.
+//! Which runs a campaign makes, and with which seeds and settings.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
+
+use crate::run::{LOG, STATS};
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -13,6 +17,71 @@ pub fn run_seed(campaign_seed: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Variables the campaign sets for each run itself: options and inherited
+/// values of these never reach a run or its reproduce line.
+pub const PER_RUN_VARS: [&str; 4] = [
+    "DELAYSHIM_SEED",
+    "DELAYSHIM_STATS",
+    "DELAYSHIM_LOG",
+    "DELAYSHIM_RECORD",
+];
+
+/// A campaign: how many runs, from which seed, and this machine's share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub seed: u64,
+    /// Runs in the whole campaign, over every shard.
+    pub runs: u64,
+    pub shard: Shard,
+    /// `DELAYSHIM_STRATEGY` for every run, if one was chosen.
+    pub strategy: Option<String>,
+}
+
+impl Plan {
+    /// This shard's runs, in order.
+    pub fn run_plans(&self) -> Vec<RunPlan> {
+        self.shard
+            .runs(self.runs)
+            .map(|index| RunPlan {
+                index,
+                seed: run_seed(self.seed, index),
+                strategy: self.strategy.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Everything that differs between the runs of one campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    /// The run's place in the whole campaign, from 0.
+    pub index: u64,
+    pub seed: u64,
+    pub strategy: Option<String>,
+}
+
+impl RunPlan {
+    /// The run's own variables, `None` for one to remove: the campaign
+    /// owns the statistics and log files of each run, so an inherited
+    /// `DELAYSHIM_LOG` never gathers every run's delays in one place.
+    pub fn env(&self, dir: &Path, keep_log: bool) -> Vec<(&'static str, Option<OsString>)> {
+        let mut env = vec![
+            ("DELAYSHIM_SEED", Some(self.seed.to_string().into())),
+            ("DELAYSHIM_STATS", Some(dir.join(STATS).into_os_string())),
+            (
+                "DELAYSHIM_LOG",
+                keep_log.then(|| dir.join(LOG).into_os_string()),
+            ),
+            // Replay and minimizing will set DELAYSHIM_RECORD here.
+            ("DELAYSHIM_RECORD", None),
+        ];
+        if let Some(strategy) = &self.strategy {
+            env.push(("DELAYSHIM_STRATEGY", Some(strategy.into())));
+        }
+        env
+    }
 }
 
 /// `--shard I/N`: this machine runs the campaign's runs whose index is
@@ -102,6 +171,37 @@ mod tests {
         seen.sort();
         assert_eq!(seen, (0..total).collect::<Vec<_>>());
         assert_eq!(Shard::WHOLE.runs(3).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_plan_gives_each_run_its_seed_and_files() {
+        let plan = Plan {
+            seed: 0,
+            runs: 5,
+            shard: "2/2".parse().unwrap(),
+            strategy: Some("sparse".into()),
+        };
+        let runs = plan.run_plans();
+        assert_eq!(runs.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(runs[0].seed, run_seed(0, 1));
+        let env = runs[0].env(Path::new("/o/run-1"), false);
+        let value = |name: &str| env.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(
+            value("DELAYSHIM_SEED"),
+            Some(run_seed(0, 1).to_string().into())
+        );
+        assert_eq!(
+            value("DELAYSHIM_STATS"),
+            Some("/o/run-1/stats.jsonl".into())
+        );
+        assert_eq!(value("DELAYSHIM_LOG"), None, "removed unless kept");
+        assert_eq!(value("DELAYSHIM_STRATEGY"), Some("sparse".into()));
+        for (name, _) in &env {
+            assert!(
+                PER_RUN_VARS.contains(name) || *name == "DELAYSHIM_STRATEGY",
+                "{name}"
+            );
+        }
     }
 
     #[test]
