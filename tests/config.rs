@@ -11,7 +11,10 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// One row per bad setting: the variables, and what the one line must say.
 /// Every row stops the program before its `main` with exit status 64.
 const BAD_SETTINGS: &[(&[(&str, &str)], &str)] = &[
-    (&[("DELAYSHIM_MEAN_US", "10ms")], "a number of microseconds from 0 to 60000000"),
+    (
+        &[("DELAYSHIM_MEAN_US", "10ms")],
+        "a number of microseconds from 0 to 60000000",
+    ),
     (&[("DELAYSHIM_MEAN_US", "1e308")], "from 0 to 60000000"),
     (&[("DELAYSHIM_MEAN_US", "-1")], "from 0 to 60000000"),
     (&[("DELAYSHIM_MEAN_US", "NaN")], "from 0 to 60000000"),
@@ -20,13 +23,28 @@ const BAD_SETTINGS: &[(&[(&str, &str)], &str)] = &[
     (&[("DELAYSHIM_DIST", "normal")], "exp, uniform or fixed"),
     (&[("DELAYSHIM_PROB", "2")], "a probability from 0 to 1"),
     (&[("DELAYSHIM_PROB", "-0")], ""),
-    (&[("DELAYSHIM_FUNCS", "pwrite,writes")], "families, function names, or all"),
-    (&[("DELAYSHIM_FUNCS", "")], "families, function names, or all"),
-    (&[("DELAYSHIM_WHEN", "during")], "before, after or both"),
-    (&[("DELAYSHIM_LOCKS", "unlock")], "all, acquire, release or locks"),
-    (&[("DELAYSHIM_FCNTL", "unlocks")], "all, lock, unlock or locks"),
     (
-        &[("DELAYSHIM_LOCKS", "acquire"), ("DELAYSHIM_FCNTL", "unlock")],
+        &[("DELAYSHIM_FUNCS", "pwrite,writes")],
+        "families, function names, or all",
+    ),
+    (
+        &[("DELAYSHIM_FUNCS", "")],
+        "families, function names, or all",
+    ),
+    (&[("DELAYSHIM_WHEN", "during")], "before, after or both"),
+    (
+        &[("DELAYSHIM_LOCKS", "unlock")],
+        "all, acquire, release or locks",
+    ),
+    (
+        &[("DELAYSHIM_FCNTL", "unlocks")],
+        "all, lock, unlock or locks",
+    ),
+    (
+        &[
+            ("DELAYSHIM_LOCKS", "acquire"),
+            ("DELAYSHIM_FCNTL", "unlock"),
+        ],
         "old name of DELAYSHIM_LOCKS",
     ),
     (&[("DELAYSHIM_FDS", "pipes")], "files or all"),
@@ -34,33 +52,69 @@ const BAD_SETTINGS: &[(&[(&str, &str)], &str)] = &[
     (&[("DELAYSHIM_PATHS", "")], "non-empty glob patterns"),
     (&[("DELAYSHIM_PATHS", "a,,b")], "non-empty glob patterns"),
     (&[("DELAYSHIM_SEED", "abc")], "64-bit unsigned integer"),
-    (&[("DELAYSHIM_SEED", "18446744073709551616")], "64-bit unsigned integer"),
-    (&[("DELAYSHIM_STRATEGY", "random")], "every, sparse, victims or sites"),
+    (
+        &[("DELAYSHIM_SEED", "18446744073709551616")],
+        "64-bit unsigned integer",
+    ),
+    (
+        &[("DELAYSHIM_STRATEGY", "random")],
+        "every, sparse, victims or sites",
+    ),
     (&[("DELAYSHIM_DEPTH", "0")], "from 1 to 64"),
     (&[("DELAYSHIM_DEPTH", "100000")], "from 1 to 64"),
     (&[("DELAYSHIM_HORIZON", "-1")], "auto or a whole number"),
-    (&[("DELAYSHIM_VICTIM_PROB", "1.5")], "a probability from 0 to 1"),
+    (
+        &[("DELAYSHIM_VICTIM_PROB", "1.5")],
+        "a probability from 0 to 1",
+    ),
     (&[("DELAYSHIM_SCALE_US", "100-10")], "MIN-MAX microseconds"),
     (&[("DELAYSHIM_SCALE_US", "1-1e300")], "MIN-MAX microseconds"),
     (&[("DELAYSHIM_SITE_PROB", "x")], "a probability from 0 to 1"),
-    (&[("DELAYSHIM_FIRE_PROB", "inf")], "a probability from 0 to 1"),
+    (
+        &[("DELAYSHIM_FIRE_PROB", "inf")],
+        "a probability from 0 to 1",
+    ),
     (&[("DELAYSHIM_BUDGET", "0")], "from 0.01 to 1"),
     (&[("DELAYSHIM_BUDGET", "1e9")], "from 0.01 to 1"),
-    (&[("DELAYSHIM_FAULTS", "fsync:EEXIST:0.1")], "fsync never fails with EEXIST"),
-    (&[("DELAYSHIM_FAULTS", "writev:short:0.1")], "cannot be made short"),
-    (&[("DELAYSHIM_FAULTS", "fsync:EIO")], "does not have three parts"),
-    (&[("DELAYSHIM_FAULTS", "fsync:EIO:7")], "probability must be from 0 to 1"),
-    (&[("DELAYSHIM_FAULTS", "nosuch:EIO:0.1")], "neither a family nor"),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EEXIST:0.1")],
+        "fsync never fails with EEXIST",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "writev:short:0.1")],
+        "cannot be made short",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EIO")],
+        "does not have three parts",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EIO:7")],
+        "probability must be from 0 to 1",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "nosuch:EIO:0.1")],
+        "neither a family nor",
+    ),
     (&[("DELAYSHIM_STATS", "")], "stderr or a file path"),
-    (&[("DELAYSHIM_STATS", "/nonexistent-dir/stats")], "No such file or directory"),
+    (
+        &[("DELAYSHIM_STATS", "/nonexistent-dir/stats")],
+        "No such file or directory",
+    ),
     (&[("DELAYSHIM_STATS", "/")], "DELAYSHIM_STATS"),
     (&[("DELAYSHIM_STATS", "/dev/full")], "not a regular file"),
-    (&[("DELAYSHIM_LOG", "/nonexistent-dir/log")], "No such file or directory"),
+    (
+        &[("DELAYSHIM_LOG", "/nonexistent-dir/log")],
+        "No such file or directory",
+    ),
     (&[("DELAYSHIM_LOG", "/dev/full")], "not a regular file"),
     (&[("DELAYSHIM_RECORD", "/")], "DELAYSHIM_RECORD"),
     (&[("DELAYSHIM_REPLAY", "/nonexistent-dir/r")], "cannot read"),
     (
-        &[("DELAYSHIM_RECORD", "/tmp/same"), ("DELAYSHIM_REPLAY", "/tmp/same")],
+        &[
+            ("DELAYSHIM_RECORD", "/tmp/same"),
+            ("DELAYSHIM_REPLAY", "/tmp/same"),
+        ],
         "other than DELAYSHIM_REPLAY",
     ),
     (&[("DELAYSHIM_ENABLE", "yes")], "0 or 1"),
@@ -88,9 +142,15 @@ fn a_bad_setting_stops_the_program_before_main_with_one_line() {
         assert!(stderr.starts_with("delayshim: "), "{row}: {stderr}");
         assert!(stderr.contains(expected), "{row}: {stderr}");
         let (name, value) = settings[settings.len() - 1];
-        assert!(stderr.contains(name) || stderr.contains(settings[0].0), "{row}: {stderr}");
+        assert!(
+            stderr.contains(name) || stderr.contains(settings[0].0),
+            "{row}: {stderr}"
+        );
         if !value.is_empty() && !name.ends_with("REPLAY") {
-            assert!(stderr.contains(value) || stderr.contains(settings[0].1), "{row}: {stderr}");
+            assert!(
+                stderr.contains(value) || stderr.contains(settings[0].1),
+                "{row}: {stderr}"
+            );
         }
     }
 }
