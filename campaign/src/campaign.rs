@@ -32,6 +32,8 @@ pub struct Campaign {
     pub keep_going: bool,
     /// Keep each run's delays.log.
     pub keep_log: bool,
+    /// Replays of each failing run's record.
+    pub confirm: u32,
     pub out: PathBuf,
     /// Show one live progress line (on a terminal) instead of a line per
     /// passing run.
@@ -43,7 +45,6 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     let out = &campaign.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let out = std::fs::canonicalize(out)?;
-    let runs = campaign.plan.run_plans();
     let mut env: Vec<(String, OsString)> = vec![("LD_PRELOAD".into(), campaign.ld_preload.clone())];
     env.extend(campaign.settings.iter().map(|(k, v)| (k.clone(), v.into())));
     let spec = RunSpec {
@@ -62,9 +63,20 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         command,
     };
     let reaper = Reaper::new().context("becoming the subreaper of the runs")?;
+    let mut plan = campaign.plan.clone();
+    if plan.strategy.as_deref() == Some(crate::plan::AUTO) {
+        plan.calibrated_calls = calibrate(&spec, &out, &reaper)?;
+        match plan.calibrated_calls {
+            Some(calls) => println!(
+                "{PREFIX}: calibration run (no delays): at most {calls} intercepted calls in one process; sparse runs spread their change points over them"
+            ),
+            None => println!("{PREFIX}: calibration run (no delays) counted no calls"),
+        }
+    }
+    let runs = plan.run_plans();
 
     install_interrupt_handlers();
-    let plan = &campaign.plan;
+    let plan = &plan;
     let shard = if plan.shard == crate::plan::Shard::WHOLE {
         String::new()
     } else {
@@ -135,7 +147,23 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 !result.outcome.is_pass() && result.outcome != crate::run::Outcome::Interrupted;
             let reproduce = failed.then(|| report::reproduce_command(&context, &result.plan));
             summary.add(&result, reproduce.as_deref());
-            let lines = report::run_lines(&summary, &result, &context)?;
+            let mut lines = report::run_lines(&summary, &result, &context)?;
+            let broke = matches!(
+                result.outcome,
+                crate::run::Outcome::Fail(_)
+                    | crate::run::Outcome::Crash(_)
+                    | crate::run::Outcome::Hang
+            );
+            if broke && campaign.confirm > 0 && !INTERRUPTED.load(Ordering::Relaxed) {
+                progress.clear();
+                let again = confirm(&result, campaign.confirm, &reaper)?;
+                lines.push_str(&format!(
+                    "    reproduce: fails {again} of {} replays of its recorded delays (delayshim minimize {} explains it)\n",
+                    campaign.confirm,
+                    result.dir.display()
+                ));
+                summary.confirmed(result.plan.index, again, campaign.confirm);
+            }
             progress.clear();
             if !campaign.progress || !result.outcome.is_pass() {
                 print!("{lines}");
@@ -151,6 +179,58 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     print!("{}", summary.text(!campaign.keep_going));
     summary.write_json(&out.join(report::SUMMARY), code)?;
     Ok(code)
+}
+
+/// One run with delays off and statistics on: the most calls a process
+/// makes, to size sparse's horizon.
+fn calibrate(spec: &RunSpec, out: &std::path::Path, reaper: &Reaper) -> Result<Option<u64>> {
+    let mut calibration = RunSpec {
+        program: spec.program.clone(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        timeout: spec.timeout,
+        keep_log: false,
+    };
+    calibration.env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
+    calibration
+        .env
+        .push(("DELAYSHIM_ENABLE".into(), "0".into()));
+    let plan = crate::plan::RunPlan {
+        index: 0,
+        seed: 0,
+        strategy: None,
+        settings: Vec::new(),
+    };
+    let dir = out.join("calibration");
+    let result = run_once(&calibration, &plan, &dir, reaper)?;
+    let busiest = crate::stats::read_lines(&dir.join(crate::run::STATS), true)?
+        .iter()
+        .map(|(_, process)| {
+            process
+                .get("calls")
+                .and_then(|calls| calls.as_object())
+                .map_or(0, |calls| {
+                    calls.values().filter_map(|n| n.as_u64()).sum::<u64>()
+                })
+        })
+        .max();
+    Ok(busiest.filter(|&calls| calls > 0 && result.elapsed < spec.timeout))
+}
+
+/// Replays a failing run's record `tries` times; how many failed again.
+fn confirm(result: &RunResult, tries: u32, reaper: &Reaper) -> Result<u32> {
+    let invocation = crate::replay::Invocation::read(&result.dir.join(crate::run::RUN_JSON))?;
+    let record = result.dir.join(crate::run::RECORD);
+    let mut failures = 0;
+    for _ in 0..tries {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+        if invocation.fails_beside(Some(&record), Some(reaper))? {
+            failures += 1;
+        }
+    }
+    Ok(failures)
 }
 
 /// The live line on a terminal: runs done, failures, time left.

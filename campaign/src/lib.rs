@@ -11,6 +11,7 @@
 //! - [`stats`]: the shim's statistics lines, summed;
 //! - [`merge`]: several campaigns' output directories in one report;
 //! - [`portfolio`]: `--strategy auto`'s settings for each run;
+//! - [`replay`]: a run again, its recorded delays replayed;
 //! - [`minimize`]: the fewest recorded delays that still fail, explained
 //!   with [`symbols`]' names for call sites;
 //! - [`shim_file`]: where the command keeps the shim it carries.
@@ -23,6 +24,7 @@ pub mod minimize;
 pub mod plan;
 pub mod portfolio;
 pub mod preload;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod shim_file;

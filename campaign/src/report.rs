@@ -63,12 +63,8 @@ pub fn reproduce_command(context: &Context, plan: &RunPlan) -> String {
     for (name, value) in &context.env {
         let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
-    if let Some(strategy) = &plan.strategy {
-        let _ = write!(
-            line,
-            "DELAYSHIM_STRATEGY={} ",
-            shell_word(strategy.as_bytes())
-        );
+    for (name, value) in &plan.settings {
+        let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
     let _ = write!(
         line,
@@ -167,6 +163,8 @@ pub struct Summary {
     injected: u64,
     /// Processes that runs left running, all killed.
     left_running: usize,
+    /// Per strategy: runs, failing runs, seconds.
+    by_strategy: BTreeMap<String, (usize, usize, f64)>,
     runs: Vec<serde_json::Value>,
     pub elapsed: Duration,
     /// The program and its arguments, as a shell line, for `delayshim report`.
@@ -186,6 +184,7 @@ impl Summary {
             delay_us: 0,
             injected: 0,
             left_running: 0,
+            by_strategy: BTreeMap::new(),
             runs: Vec::new(),
             elapsed: Duration::ZERO,
             command: String::new(),
@@ -207,10 +206,20 @@ impl Summary {
         self.delay_us += result.counts.total("delay_us");
         self.injected += result.counts.injected();
         self.left_running += result.left_running;
+        let strategy = result
+            .plan
+            .strategy
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let entry = self.by_strategy.entry(strategy).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(!result.outcome.is_pass() && result.outcome != Outcome::Interrupted);
+        entry.2 += result.elapsed.as_secs_f64();
         self.runs.push(serde_json::json!({
             "index": result.plan.index,
             "seed": result.plan.seed,
             "strategy": result.plan.strategy,
+            "settings": result.plan.settings.iter().cloned().collect::<BTreeMap<String, String>>(),
             "outcome": kind,
             "detail": result.outcome.detail(),
             "seconds": result.elapsed.as_secs_f64(),
@@ -220,6 +229,13 @@ impl Summary {
             "reproduce": reproduce,
             "dir": result.dir,
         }));
+    }
+
+    /// Records how often run `index`'s recorded delays failed again.
+    pub fn confirmed(&mut self, index: u64, failures: u32, tries: u32) {
+        if let Some(run) = self.runs.iter_mut().rev().find(|run| run["index"] == index) {
+            run["confirmed"] = serde_json::json!({ "failures": failures, "replays": tries });
+        }
     }
 
     /// Runs that failed, crashed, hung or were not fuzzed.
@@ -292,6 +308,16 @@ impl Summary {
                 self.left_running
             );
         }
+        if self.by_strategy.len() > 1 || self.by_strategy.keys().any(|s| s != "default") {
+            let parts: Vec<String> = self
+                .by_strategy
+                .iter()
+                .map(|(name, (runs, failing, seconds))| {
+                    format!("{name} {failing}/{runs} failing in {seconds:.1} s")
+                })
+                .collect();
+            let _ = writeln!(text, "by strategy: {}", parts.join(", "));
+        }
         text
     }
 
@@ -309,6 +335,9 @@ impl Summary {
             "injected": self.injected,
             "left_running": self.left_running,
             "seconds": self.elapsed.as_secs_f64(),
+            "by_strategy": self.by_strategy.iter().map(|(name, (runs, failing, seconds))| {
+                (name.clone(), serde_json::json!({ "runs": runs, "failing": failing, "seconds": seconds }))
+            }).collect::<serde_json::Map<String, serde_json::Value>>(),
             "runs": self.runs,
         });
         std::fs::write(path, format!("{json:#}\n"))

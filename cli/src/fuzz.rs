@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use delayshim_campaign::plan::{parse_seed, random_seed, PER_RUN_VARS};
+use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS};
 use delayshim_campaign::preload::{ld_preload, preflight};
 use delayshim_campaign::report::EXIT_USAGE;
 use delayshim_campaign::{run_campaign, Campaign, Plan, Shard};
@@ -54,6 +54,10 @@ pub struct Args {
     /// Keep every delay in each run's delays.log (DELAYSHIM_LOG).
     #[arg(long)]
     log: bool,
+    /// Replays of a failing run's recorded delays, to say how reliably
+    /// they make it fail again (0: none).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    confirm: u32,
     #[command(flatten)]
     settings: ShimSettings<true>,
     /// The program and its arguments, after `--`.
@@ -61,11 +65,18 @@ pub struct Args {
     command: Vec<OsString>,
 }
 
+/// Thirty days: longer is a mistake, and more than a Duration holds is a panic.
+const MAX_TIMEOUT_SECONDS: f64 = 2_592_000.0;
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .ok()
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .ok_or_else(|| format!("expected a positive number of seconds; got {s:?}"))
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_TIMEOUT_SECONDS)
+        .ok_or_else(|| {
+            format!(
+                "expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}; got {s:?}"
+            )
+        })
 }
 
 pub fn main(args: Args) -> u8 {
@@ -107,15 +118,18 @@ fn campaign(mut args: Args) -> Result<u8> {
 
     let shim = shim::path()?;
     let preload = ld_preload(&shim);
-    // The strategy is a per-run setting, so a campaign can vary it.
-    let strategy = args.settings.take("DELAYSHIM_STRATEGY");
+    // The strategy is a per-run setting, so a campaign can vary it; by
+    // default (auto) each run draws one and its parameters from its seed.
+    let strategy = args
+        .settings
+        .take("DELAYSHIM_STRATEGY")
+        .or_else(|| std::env::var("DELAYSHIM_STRATEGY").ok())
+        .unwrap_or_else(|| AUTO.to_owned());
     let mut settings = args.settings.env();
     let mut checked = settings.clone();
-    checked.extend(
-        strategy
-            .iter()
-            .map(|s| ("DELAYSHIM_STRATEGY".to_owned(), s.clone())),
-    );
+    if strategy != AUTO {
+        checked.push(("DELAYSHIM_STRATEGY".to_owned(), strategy.clone()));
+    }
     if let Some(message) = preflight(&preload, &checked)? {
         eprintln!("delayshim fuzz: the shim refuses these settings: {message}");
         return Ok(EXIT_USAGE);
@@ -125,7 +139,7 @@ fn campaign(mut args: Args) -> Result<u8> {
     let inherited: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("DELAYSHIM_") && !PER_RUN_VARS.contains(&k.as_str()))
         .filter(|(k, _)| !settings.iter().any(|(s, _)| s == k))
-        .filter(|(k, _)| strategy.is_none() || k != "DELAYSHIM_STRATEGY")
+        .filter(|(k, _)| k != "DELAYSHIM_STRATEGY")
         .collect();
     settings.splice(0..0, inherited);
 
@@ -138,7 +152,8 @@ fn campaign(mut args: Args) -> Result<u8> {
             seed,
             runs: args.runs,
             shard: args.shard,
-            strategy,
+            strategy: Some(strategy),
+            calibrated_calls: None,
         },
         program,
         args: rest,
@@ -148,6 +163,7 @@ fn campaign(mut args: Args) -> Result<u8> {
         timeout: Duration::from_secs_f64(args.timeout),
         keep_going: args.keep_going,
         keep_log: args.log,
+        confirm: args.confirm,
         out,
         progress: std::io::stdout().is_terminal(),
     })

@@ -29,7 +29,7 @@ Exit statuses:
   stats      0 summed; 2 usage error (a missing file, a line that is not statistics)
   report     as fuzz over the merged runs: 0 all passed, 1 a failure, 3 nothing
              injected; 2 usage error (a directory that is not a campaign's output)
-  minimize   2: not built yet";
+  minimize   0 explained; 1 the recorded delays do not make it fail again; 2 usage error";
 
 /// Delay fuzzing beneath unmodified programs.
 ///
