@@ -26,9 +26,15 @@ fn run_fuzz_script() -> Command {
     command
 }
 
-/// Runs `delayshim fuzz ARGS` to completion.
+/// Runs `delayshim fuzz ARGS` to completion, with the strategy of the
+/// original delay fuzzer (every selected call) unless ARGS name one: these
+/// tests are about the campaign, not about the portfolio of `auto`.
 fn run_fuzz(args: &[&str]) -> Output {
-    run(delayshim("fuzz").args(args), LIMIT)
+    let mut command = delayshim("fuzz");
+    if !args.contains(&"--strategy") {
+        command.args(["--strategy", "every"]);
+    }
+    run(command.args(args), LIMIT)
 }
 
 /// The seeds of the runs a campaign reported, from its `[i/n] seed=S` lines.
@@ -361,6 +367,8 @@ fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
         .args([
             "--runs",
             "3",
+            "--strategy",
+            "every",
             "--out",
             out_dir.path().to_str().unwrap(),
             "--",
@@ -400,6 +408,7 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
     let stray = out_dir.path().join("inherited.log");
     let out = run(
         delayshim("fuzz")
+            .args(["--strategy", "every"])
             .env("DELAYSHIM_LOG", &stray)
             .args([
                 "--runs",

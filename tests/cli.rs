@@ -370,7 +370,7 @@ fn bad_input_is_one_clear_line_and_the_documented_status() {
                 c
             },
             2,
-            "not built yet",
+            "not the directory of a run of delayshim fuzz",
         ),
     ];
     for (mut command, status, says) in cases {

@@ -10,6 +10,7 @@ mod crash;
 mod detection;
 mod driver;
 mod errno;
+mod explain;
 mod families;
 mod faults;
 mod fork;
