@@ -1,5 +1,6 @@
-//! scripts/run-fuzz.sh: campaigns pass, fail with a reproduce line, hang,
-//! refuse programs the shim cannot enter, and split across machines.
+//! `delayshim fuzz` (and scripts/run-fuzz.sh, its wrapper): campaigns pass,
+//! fail with a reproduce line, hang, kill what runs leave behind, refuse
+//! programs the shim cannot enter, and split across machines.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -8,23 +9,32 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::util::{
-    artifacts, assert_exit, clean_command, driver, run, target_dir, tempdir, text, PROBE,
+    artifacts, assert_exit, clean_command, delayshim, driver, run, shim_cache, target_dir, tempdir,
+    text, PROBE,
 };
 
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// `scripts/run-fuzz.sh`, building into the tests' target directory.
-fn run_fuzz_command() -> Command {
+fn run_fuzz_script() -> Command {
     artifacts();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run-fuzz.sh");
     let mut command = clean_command(script);
-    command.env("CARGO_TARGET_DIR", target_dir());
+    command
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("XDG_CACHE_HOME", shim_cache());
     command
 }
 
-/// Runs `scripts/run-fuzz.sh ARGS` to completion.
+/// Runs `delayshim fuzz ARGS` to completion, with the strategy of the
+/// original delay fuzzer (every selected call) unless ARGS name one: these
+/// tests are about the campaign, not about the portfolio of `auto`.
 fn run_fuzz(args: &[&str]) -> Output {
-    run(run_fuzz_command().args(args), LIMIT)
+    let mut command = delayshim("fuzz");
+    if !args.contains(&"--strategy") {
+        command.args(["--strategy", "every"]);
+    }
+    run(command.args(args), LIMIT)
 }
 
 /// The seeds of the runs a campaign reported, from its `[i/n] seed=S` lines.
@@ -215,6 +225,46 @@ fn a_run_past_the_timeout_is_a_hang_and_its_group_is_killed() {
 }
 
 #[test]
+fn daemons_a_run_leaves_behind_are_killed_and_reported() {
+    let out_dir = tempdir();
+    // One daemon in a new session (setsid), one forked twice within the
+    // run's group; the run itself exits at once. Two runs at a time, so
+    // each run's leftovers must be told apart from the other's.
+    let program = "setsid sleep 53.25 & ( ( sleep 53.5 & ) & ); exit 0";
+    let out = run_fuzz(&[
+        "--runs",
+        "2",
+        "--jobs",
+        "2",
+        "--keep-going",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        program,
+    ]);
+    let stdout = text(&out.stdout);
+    let runs: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(runs.len(), 2, "{stdout}{}", text(&out.stderr));
+    for line in runs {
+        assert!(line.contains("left 2 processes running: killed"), "{line}");
+    }
+    assert!(all_gone("sleep 53.25"), "the setsid daemons were killed");
+    assert!(all_gone("sleep 53.5"), "the double-forked ones were killed");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["runs"][0]["left_running"], 2);
+    assert_eq!(summary["left_running"], 4);
+    assert!(
+        stdout.contains("processes left running by runs: 4, all killed"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn static_setuid_and_setgid_programs_are_refused() {
     let dir = tempdir();
     let source = dir.path().join("static.c");
@@ -266,8 +316,9 @@ fn shards_split_the_seeds_with_no_overlap() {
             dir.to_str().unwrap(),
             "--",
             PROBE,
-            "calls",
-            "3",
+            "passthrough",
+            out_dir.path().to_str().unwrap(),
+            "1",
         ]);
         assert_exit(&out, 0);
         run_seeds(&text(&out.stdout))
@@ -284,7 +335,11 @@ fn shards_split_the_seeds_with_no_overlap() {
 #[test]
 fn bad_options_and_settings_are_usage_errors() {
     for (args, says) in [
-        (&["--mean", "10ms", "--", "true"][..], "DELAYSHIM_MEAN_US"),
+        (&["--dist", "sometimes", "--", "true"][..], "DELAYSHIM_DIST"),
+        (
+            &["--stats", "s.jsonl", "--", "true"],
+            "unexpected argument '--stats'",
+        ),
         (&["--shard", "0/2"], "I/N"),
         (&["--runs", "0"], "--runs"),
         (&["--", "no-such-program-anywhere"], "not found in PATH"),
@@ -294,18 +349,26 @@ fn bad_options_and_settings_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    let help = run_fuzz(&["--help"]);
+    let help = run(run_fuzz_script().arg("--help"), LIMIT);
+    assert_exit(&help, 0);
     assert!(text(&help.stdout).contains("--shard <I/N>"));
+    assert!(
+        text(&help.stderr).contains("Finished"),
+        "the script shows cargo's progress: {}",
+        text(&help.stderr)
+    );
 }
 
 #[test]
 fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
     use std::io::{BufRead, BufReader, Read};
     let out_dir = tempdir();
-    let mut child = run_fuzz_command()
+    let mut child = run_fuzz_script()
         .args([
             "--runs",
             "3",
+            "--strategy",
+            "every",
             "--out",
             out_dir.path().to_str().unwrap(),
             "--",
@@ -321,7 +384,10 @@ fn an_interrupt_stops_the_campaign_and_kills_the_running_group() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut header = String::new();
     stdout.read_line(&mut header).unwrap();
-    assert!(header.starts_with("run-fuzz: 3 runs of sh"), "{header}");
+    assert!(
+        header.starts_with("delayshim fuzz: 3 runs of sh"),
+        "{header}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -341,7 +407,8 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
     let out_dir = tempdir();
     let stray = out_dir.path().join("inherited.log");
     let out = run(
-        run_fuzz_command()
+        delayshim("fuzz")
+            .args(["--strategy", "every"])
             .env("DELAYSHIM_LOG", &stray)
             .args([
                 "--runs",
@@ -353,16 +420,16 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
                 out_dir.path().to_str().unwrap(),
                 "--",
             ])
-            .args([PROBE, "calls", "3"]),
+            .args([PROBE, "passthrough", out_dir.path().to_str().unwrap(), "1"]),
         LIMIT,
     );
     assert_exit(&out, 0);
     for run_dir in ["run-0", "run-1"] {
         let log = std::fs::read_to_string(out_dir.path().join(run_dir).join("delays.log")).unwrap();
         assert_eq!(
-            log.lines().filter(|l| l.contains(" fn=fcntl64 ")).count(),
-            3,
-            "{log}"
+            log.lines().filter(|l| l.contains(" fn=pwrite64 ")).count(),
+            5,
+            "the probe's five pwrite64 calls on a file: {log}"
         );
     }
     assert!(

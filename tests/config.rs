@@ -8,40 +8,149 @@ use crate::util::{
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// One row per bad setting: the variables, and what the one line must say.
+/// Every row stops the program before its `main` with exit status 64.
+const BAD_SETTINGS: &[(&[(&str, &str)], &str)] = &[
+    (
+        &[("DELAYSHIM_MEAN_US", "10ms")],
+        "a number of microseconds from 0 to 60000000",
+    ),
+    (&[("DELAYSHIM_MEAN_US", "1e308")], "from 0 to 60000000"),
+    (&[("DELAYSHIM_MEAN_US", "-1")], "from 0 to 60000000"),
+    (&[("DELAYSHIM_MEAN_US", "NaN")], "from 0 to 60000000"),
+    (&[("DELAYSHIM_MAX_US", "-5")], "from 0 to 60000000"),
+    (&[("DELAYSHIM_MAX_US", "99999999999")], "from 0 to 60000000"),
+    (&[("DELAYSHIM_DIST", "normal")], "exp, uniform or fixed"),
+    (&[("DELAYSHIM_PROB", "2")], "a probability from 0 to 1"),
+    (&[("DELAYSHIM_PROB", "-0")], ""),
+    (
+        &[("DELAYSHIM_FUNCS", "pwrite,writes")],
+        "families, function names, or all",
+    ),
+    (
+        &[("DELAYSHIM_FUNCS", "")],
+        "families, function names, or all",
+    ),
+    (&[("DELAYSHIM_WHEN", "during")], "before, after or both"),
+    (
+        &[("DELAYSHIM_LOCKS", "unlock")],
+        "all, acquire, release or locks",
+    ),
+    (
+        &[("DELAYSHIM_FCNTL", "unlocks")],
+        "all, lock, unlock or locks",
+    ),
+    (
+        &[
+            ("DELAYSHIM_LOCKS", "acquire"),
+            ("DELAYSHIM_FCNTL", "unlock"),
+        ],
+        "old name of DELAYSHIM_LOCKS",
+    ),
+    (&[("DELAYSHIM_FDS", "pipes")], "files or all"),
+    (&[("DELAYSHIM_CALLS", "some")], "effects or all"),
+    (&[("DELAYSHIM_PATHS", "")], "non-empty glob patterns"),
+    (&[("DELAYSHIM_PATHS", "a,,b")], "non-empty glob patterns"),
+    (&[("DELAYSHIM_SEED", "abc")], "64-bit unsigned integer"),
+    (
+        &[("DELAYSHIM_SEED", "18446744073709551616")],
+        "64-bit unsigned integer",
+    ),
+    (
+        &[("DELAYSHIM_STRATEGY", "random")],
+        "every, sparse, victims or sites",
+    ),
+    (&[("DELAYSHIM_DEPTH", "0")], "from 1 to 64"),
+    (&[("DELAYSHIM_DEPTH", "100000")], "from 1 to 64"),
+    (&[("DELAYSHIM_HORIZON", "-1")], "auto or a whole number"),
+    (
+        &[("DELAYSHIM_VICTIM_PROB", "1.5")],
+        "a probability from 0 to 1",
+    ),
+    (&[("DELAYSHIM_SCALE_US", "100-10")], "MIN-MAX microseconds"),
+    (&[("DELAYSHIM_SCALE_US", "1-1e300")], "MIN-MAX microseconds"),
+    (&[("DELAYSHIM_SITE_PROB", "x")], "a probability from 0 to 1"),
+    (
+        &[("DELAYSHIM_FIRE_PROB", "inf")],
+        "a probability from 0 to 1",
+    ),
+    (&[("DELAYSHIM_BUDGET", "0")], "from 0.01 to 1"),
+    (&[("DELAYSHIM_BUDGET", "1e9")], "from 0.01 to 1"),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EEXIST:0.1")],
+        "fsync never fails with EEXIST",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "writev:short:0.1")],
+        "cannot be made short",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EIO")],
+        "does not have three parts",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "fsync:EIO:7")],
+        "probability must be from 0 to 1",
+    ),
+    (
+        &[("DELAYSHIM_FAULTS", "nosuch:EIO:0.1")],
+        "neither a family nor",
+    ),
+    (&[("DELAYSHIM_STATS", "")], "stderr or a file path"),
+    (
+        &[("DELAYSHIM_STATS", "/nonexistent-dir/stats")],
+        "No such file or directory",
+    ),
+    (&[("DELAYSHIM_STATS", "/")], "DELAYSHIM_STATS"),
+    (&[("DELAYSHIM_STATS", "/dev/full")], "not a regular file"),
+    (
+        &[("DELAYSHIM_LOG", "/nonexistent-dir/log")],
+        "No such file or directory",
+    ),
+    (&[("DELAYSHIM_LOG", "/dev/full")], "not a regular file"),
+    (&[("DELAYSHIM_RECORD", "/")], "DELAYSHIM_RECORD"),
+    (&[("DELAYSHIM_REPLAY", "/nonexistent-dir/r")], "cannot read"),
+    (
+        &[
+            ("DELAYSHIM_RECORD", "/tmp/same"),
+            ("DELAYSHIM_REPLAY", "/tmp/same"),
+        ],
+        "other than DELAYSHIM_REPLAY",
+    ),
+    (&[("DELAYSHIM_ENABLE", "yes")], "0 or 1"),
+    (&[("DELAYSHIM_TREE", "garbage")], "set by the shim"),
+    (&[("DELAYSHIM_MEAN", "100")], "no such variable"),
+];
+
 #[test]
 fn a_bad_setting_stops_the_program_before_main_with_one_line() {
-    for (name, value) in [
-        ("DELAYSHIM_MEAN_US", "10ms"),
-        ("DELAYSHIM_DIST", "normal"),
-        ("DELAYSHIM_MAX_US", "-5"),
-        ("DELAYSHIM_PROB", "2"),
-        ("DELAYSHIM_FUNCS", "pwrite,writes"),
-        ("DELAYSHIM_STATS", "/nonexistent-dir/stats"),
-        ("DELAYSHIM_MEAN_US", "1e308"),
-        ("DELAYSHIM_STRATEGY", "random"),
-        ("DELAYSHIM_WHEN", "during"),
-        ("DELAYSHIM_FCNTL", "unlocks"),
-        ("DELAYSHIM_PATHS", ""),
-        ("DELAYSHIM_SEED", "abc"),
-        ("DELAYSHIM_STATS", ""),
-        ("DELAYSHIM_LOG", "/nonexistent-dir/log"),
-        ("DELAYSHIM_ENABLE", "yes"),
-        ("DELAYSHIM_MEAN", "100"),
-    ] {
+    for (settings, expected) in BAD_SETTINGS {
         let out = run(
-            under_shim("sh", &[(name, value)]).args(["-c", "echo main ran"]),
+            under_shim("sh", settings).args(["-c", "echo main ran"]),
             LIMIT,
         );
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{name}={value}: {stderr}");
-        assert!(out.stdout.is_empty(), "{name}={value}: main must not run");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let row = format!("{settings:?}");
+        if settings == &[("DELAYSHIM_PROB", "-0")] {
+            // -0 is a probability of zero: accepted.
+            assert_eq!(out.status.code(), Some(0), "{row}: {stderr}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(64), "{row}: {stderr}");
+        assert!(out.stdout.is_empty(), "{row}: main must not run");
+        assert_eq!(stderr.lines().count(), 1, "{row}: {stderr}");
+        assert!(stderr.starts_with("delayshim: "), "{row}: {stderr}");
+        assert!(stderr.contains(expected), "{row}: {stderr}");
+        let (name, value) = settings[settings.len() - 1];
         assert!(
-            stderr.starts_with("delayshim: ") && stderr.contains(name),
-            "{stderr}"
+            stderr.contains(name) || stderr.contains(settings[0].0),
+            "{row}: {stderr}"
         );
-        if !value.is_empty() {
-            assert!(stderr.contains(value), "{stderr}");
+        if !value.is_empty() && !name.ends_with("REPLAY") {
+            assert!(
+                stderr.contains(value) || stderr.contains(settings[0].1),
+                "{row}: {stderr}"
+            );
         }
     }
 }

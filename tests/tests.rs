@@ -4,11 +4,19 @@
 mod util;
 
 mod campaign;
+mod cli;
 mod config;
+mod crash;
 mod detection;
 mod driver;
 mod errno;
+mod explain;
 mod families;
+mod faults;
 mod fork;
+mod reach;
 mod readme;
+mod reliability;
+mod replay;
+mod strategies;
 mod targets;

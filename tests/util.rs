@@ -22,11 +22,13 @@ pub fn target_dir() -> PathBuf {
 pub struct Artifacts {
     pub shim: PathBuf,
     pub driver: PathBuf,
+    /// The `delayshim` command.
+    pub delayshim: PathBuf,
     /// The release directory, where the race targets are.
     pub release: PathBuf,
 }
 
-/// Builds the release shim, driver, campaign runner and race targets once
+/// Builds the release shim, driver, delayshim command and race targets once
 /// per test run: the shim is
 /// measured as users load it, and the driver's bundled SQLite is only
 /// optimised in release.
@@ -44,7 +46,7 @@ pub fn artifacts() -> &'static Artifacts {
                 "-p",
                 "driver",
                 "-p",
-                "delayshim-campaign",
+                "delayshim-cli",
                 "-p",
                 "delayshim-targets",
                 "--target-dir",
@@ -61,6 +63,7 @@ pub fn artifacts() -> &'static Artifacts {
         Artifacts {
             shim: release.join("libdelayshim.so"),
             driver: release.join("driver"),
+            delayshim: release.join("delayshim"),
             release,
         }
     })
@@ -72,6 +75,19 @@ pub fn shim() -> &'static Path {
 
 pub fn driver() -> &'static Path {
     &artifacts().driver
+}
+
+/// Where the tests' `delayshim` commands keep the shim they carry, instead
+/// of the user's cache directory.
+pub fn shim_cache() -> PathBuf {
+    target_dir().join("test-shim-cache")
+}
+
+/// `delayshim SUBCOMMAND` with no inherited `DELAYSHIM_*` or `LD_PRELOAD`.
+pub fn delayshim(subcommand: &str) -> Command {
+    let mut command = clean_command(&artifacts().delayshim);
+    command.arg(subcommand).env("XDG_CACHE_HOME", shim_cache());
+    command
 }
 
 /// A command with no inherited `DELAYSHIM_*` or `LD_PRELOAD`.
@@ -201,4 +217,52 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("delayshim-test-")
         .tempdir()
         .expect("tempdir")
+}
+
+/// Builds `tests/c/NAME.c` with `flags` once per test run, into the
+/// target directory; returns the program's path.
+pub fn c_program(name: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let key = format!("{name} {}", flags.join(" "));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let dir = target_dir().join("c-tests");
+    std::fs::create_dir_all(&dir).expect("creating target/c-tests");
+    let variant: String = flags
+        .iter()
+        .flat_map(|f| f.chars())
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let out = dir.join(format!("{name}-{variant}"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("running cc");
+    assert!(status.success(), "cc {} failed", source.display());
+    built.insert(key, out.clone());
+    out
+}
+
+/// The dynamic symbols `program` imports.
+pub fn imports(program: &Path) -> Vec<String> {
+    let out = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(program)
+        .output()
+        .expect("running nm");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(|symbol| symbol.split('@').next().unwrap_or(symbol).to_owned())
+        .collect()
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -126,8 +127,14 @@ impl CacheOptions {
 pub struct Cache {
     db_path: PathBuf,
     options: CacheOptions,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    /// The connection for writes; `None` after a failure, until the next
+    /// write opens a fresh one.
+    writer: Mutex<Option<Connection>>,
+    /// Idle reader connections, each with the generation it was opened in.
+    readers: Mutex<Vec<(u64, Connection)>>,
+    /// Bumped when the writer fails: readers of older generations are
+    /// closed instead of pooled.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for Cache {
@@ -193,8 +200,9 @@ impl Cache {
         Ok(Cache {
             db_path,
             options,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             readers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -206,30 +214,65 @@ impl Cache {
     /// Runs `op` in one `BEGIN IMMEDIATE` transaction on the writer
     /// connection, retrying the whole transaction while the database is
     /// locked by another process.
+    ///
+    /// After a failure the process's connections to the database are
+    /// closed and the next operation opens fresh ones. SQLite keeps some
+    /// failures for the life of a connection, or of all the process's
+    /// connections to one database: a WAL file it could reopen only
+    /// read-only (every write then fails with SQLITE_READONLY), a lock
+    /// whose release failed (every later attempt is SQLITE_BUSY or
+    /// SQLITE_PROTOCOL, here and in every other process, until the
+    /// process's last connection closes), or a rollback that failed
+    /// (the connection stays inside a transaction that holds the write
+    /// lock).
     fn write<T>(
         &self,
         mut op: impl FnMut(&rusqlite::Transaction<'_>, f64) -> Result<T, AttemptError>,
     ) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        retry_busy(&self.db_path, self.options.timeout, || {
+        let mut slot = lock(&self.writer);
+        let result = retry_busy(&self.db_path, self.options.timeout, || {
+            let conn = match slot.take() {
+                Some(conn) if conn.is_autocommit() => slot.insert(conn),
+                stale => {
+                    drop(stale);
+                    slot.insert(open_connection(&self.db_path, &self.options)?)
+                }
+            };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = op(&tx, now())?;
             tx.commit()?;
             Ok(value)
-        })
+        });
+        if matches!(result, Err(Error::Sqlite { .. } | Error::Timeout { .. })) {
+            *slot = None;
+            self.retire_readers();
+        }
+        result
+    }
+
+    /// Closes the idle readers, and makes those in use close when done.
+    fn retire_readers(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        lock(&self.readers).clear();
     }
 
     /// Runs `op` on a pooled reader connection.
     fn read<T>(&self, mut op: impl FnMut(&Connection, f64) -> rusqlite::Result<T>) -> Result<T> {
         let pooled = lock(&self.readers).pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_connection(&self.db_path, &self.options)?,
+        let (generation, conn) = match pooled {
+            Some(pooled) => pooled,
+            None => (
+                self.generation.load(Ordering::Relaxed),
+                open_connection(&self.db_path, &self.options)?,
+            ),
         };
         let result = retry_busy(&self.db_path, self.options.timeout, || {
             Ok(op(&conn, now())?)
         });
-        lock(&self.readers).push(conn);
+        // A reader that failed may keep its failure; a fresh one replaces it.
+        if result.is_ok() && generation == self.generation.load(Ordering::Relaxed) {
+            lock(&self.readers).push((generation, conn));
+        }
         result
     }
 
@@ -483,6 +526,26 @@ impl Cache {
         })
         .map(Vec::into_iter)
     }
+
+    /// Runs SQLite's `PRAGMA integrity_check` on the database and returns
+    /// the problems it reports: none when the database is sound.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = cache::Cache::open(dir.path())?;
+    /// cache.set(1, 1)?;
+    /// assert!(cache.integrity_check()?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|conn, _| {
+            let lines = conn
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(if lines == ["ok"] { Vec::new() } else { lines })
+        })
+    }
 }
 
 fn open_connection(db_path: &Path, options: &CacheOptions) -> Result<Connection> {
@@ -718,6 +781,149 @@ mod tests {
             matches!(&error, Error::Io { path, .. } if path == &file.join("sub")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_ended_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheOptions::default()
+            .timeout(Duration::from_millis(100))
+            .open(dir.path())
+            .unwrap();
+        // What a rollback that failed on an I/O error leaves behind.
+        lock(&cache.writer)
+            .as_ref()
+            .unwrap()
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO cache VALUES ('stray', 1, NULL)")
+            .unwrap();
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.get("stray").unwrap(), None, "rolled back");
+        let other = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE cache SET value = 2; COMMIT")
+            .expect("the write lock is free for other connections");
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn a_writer_that_keeps_failing_is_replaced_after_its_first_error() {
+        let (_dir, cache) = cache();
+        // As a WAL file reopened read-only after a failed open: every write
+        // on this connection fails.
+        lock(&cache.writer)
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "query_only", true)
+            .unwrap();
+        let error = cache.set(1, 1).unwrap_err();
+        assert!(error.to_string().contains("readonly"), "{error}");
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.incr(1, 1, None).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_reader_that_failed_is_closed_not_pooled() {
+        let (dir, cache) = cache();
+        cache.set(1, 1).unwrap();
+        // A reader on which every query fails: no cache table there.
+        let elsewhere = Connection::open(dir.path().join("other.db")).unwrap();
+        lock(&cache.readers).push((0, elsewhere));
+        assert!(cache.get(1).is_err());
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(1)));
+        assert_eq!(lock(&cache.readers).len(), 1, "the fresh reader is pooled");
+    }
+
+    #[test]
+    fn readers_opened_before_a_writer_failure_are_retired() {
+        let (_dir, cache) = cache();
+        cache.set(1, 1).unwrap();
+        assert_eq!(cache.get(1).unwrap(), Some(Value::Int(1)));
+        assert_eq!(lock(&cache.readers).len(), 1);
+        lock(&cache.writer)
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "query_only", true)
+            .unwrap();
+        assert!(cache.set(2, 2).is_err());
+        assert!(lock(&cache.readers).is_empty(), "idle readers closed");
+        assert!(lock(&cache.writer).is_none(), "writer closed");
+        assert_eq!(cache.len().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.set("text", "not a number").unwrap();
+        assert!(cache.incr("text", 1, None).is_err());
+        let other = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; COMMIT")
+            .expect("no transaction left open");
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_rolls_back_and_leaves_the_cache_usable() {
+        let (_dir, cache) = cache();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cache.write(|tx, _| -> Result<(), AttemptError> {
+                upsert(tx, &Key::from("half"), &Value::Int(1), None)?;
+                panic!("a bug in the middle of a transaction");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(cache.writer.is_poisoned());
+        assert_eq!(cache.get("half").unwrap(), None, "rolled back");
+        assert_eq!(cache.incr("n", 1, Some(0)).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_corrupted_database_gives_errors_and_integrity_problems_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for key in 0..2000 {
+            cache.set(key, vec![7u8; 100]).unwrap();
+        }
+        let db_path = cache.db_path().to_owned();
+        drop(cache);
+        // Every page after the first two (header and schema) overwritten
+        // with a pattern that is no valid b-tree page.
+        let mut bytes = std::fs::read(&db_path).unwrap();
+        assert!(bytes.len() > 100 * 1024, "{} bytes", bytes.len());
+        for byte in &mut bytes[2048..] {
+            *byte = 0x5a;
+        }
+        std::fs::write(&db_path, bytes).unwrap();
+
+        let cache = Cache::open(dir.path()).unwrap();
+        let problems = match cache.integrity_check() {
+            Ok(problems) => problems.join("; "),
+            Err(error) => error.to_string(),
+        };
+        assert!(!problems.is_empty() && problems != "ok");
+        // Each operation answers, with a value or an error.
+        let _ = cache.get(5);
+        let _ = cache.incr(5, 1, Some(0));
+        let _ = cache.set(3000, 1);
+        let _ = cache.len();
+        let _ = cache.iter();
+        let _ = cache.pop(6);
+        let _ = cache.clear();
+        assert!(
+            cache.len().is_err() || cache.get(7).is_err() || cache.iter().is_err(),
+            "a corrupt table is noticed"
+        );
+    }
+
+    #[test]
+    fn integrity_check_of_a_sound_database_is_empty() {
+        let (_dir, cache) = cache();
+        for key in 0..500 {
+            cache.incr(key, 1, Some(0)).unwrap();
+        }
+        assert_eq!(cache.integrity_check().unwrap(), Vec::<String>::new());
     }
 
     #[test]

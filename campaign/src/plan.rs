@@ -1,7 +1,11 @@
-//! Which runs a campaign makes, and with which seeds.
+//! Which runs a campaign makes, and with which seeds and settings.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
+
+use crate::run::{LOG, RECORD, STATS};
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -13,6 +17,117 @@ pub fn run_seed(campaign_seed: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Variables the campaign sets for each run itself: options and inherited
+/// values of these never reach a run or its reproduce line.
+pub const PER_RUN_VARS: [&str; 5] = [
+    "DELAYSHIM_SEED",
+    "DELAYSHIM_STATS",
+    "DELAYSHIM_LOG",
+    "DELAYSHIM_RECORD",
+    "DELAYSHIM_REPLAY",
+];
+
+/// `--strategy auto`: a strategy and its parameters for each run, from the
+/// run's seed ([`crate::portfolio`]).
+pub const AUTO: &str = "auto";
+
+/// A campaign: how many runs, from which seed, and this machine's share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub seed: u64,
+    /// Runs in the whole campaign, over every shard.
+    pub runs: u64,
+    pub shard: Shard,
+    /// `DELAYSHIM_STRATEGY` for every run, [`AUTO`], or `None` for the
+    /// shim's default.
+    pub strategy: Option<String>,
+    /// For [`AUTO`]: the most calls one process made in the calibration
+    /// run, which sizes sparse's horizon.
+    pub calibrated_calls: Option<u64>,
+}
+
+impl Plan {
+    /// This shard's runs, in order.
+    pub fn run_plans(&self) -> Vec<RunPlan> {
+        self.shard
+            .runs(self.runs)
+            .map(|index| {
+                let seed = run_seed(self.seed, index);
+                let settings = match self.strategy.as_deref() {
+                    Some(AUTO) => crate::portfolio::auto_settings(seed, self.calibrated_calls),
+                    Some(strategy) => vec![("DELAYSHIM_STRATEGY".into(), strategy.to_owned())],
+                    None => Vec::new(),
+                };
+                RunPlan {
+                    index,
+                    seed,
+                    strategy: (!settings.is_empty())
+                        .then(|| crate::portfolio::strategy_of(&settings).to_owned()),
+                    settings,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Everything that differs between the runs of one campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    /// The run's place in the whole campaign, from 0.
+    pub index: u64,
+    pub seed: u64,
+    /// The strategy the run uses, when the campaign chose one.
+    pub strategy: Option<String>,
+    /// The run's own `DELAYSHIM_*` settings: its strategy and parameters.
+    pub settings: Vec<(String, String)>,
+}
+
+impl RunPlan {
+    /// Whether the run's strategy delays only some calls on purpose, so
+    /// that a run may rightly delay none.
+    pub fn skips_by_design(&self) -> bool {
+        let sampled = self.settings.iter().any(|(name, value)| {
+            name == "DELAYSHIM_PROB" && value.parse::<f64>().is_ok_and(|p| p < 1.0)
+        });
+        sampled
+            || matches!(
+                self.strategy.as_deref(),
+                Some("sparse" | "victims" | "sites")
+            )
+    }
+
+    /// The run's own variables, `None` for one to remove: its seed, its
+    /// settings, and its files. The campaign owns the statistics, log and
+    /// record of each run, so an inherited `DELAYSHIM_LOG` never gathers
+    /// every run's delays in one place.
+    pub fn env(&self, dir: &Path, keep_log: bool) -> Vec<(String, Option<OsString>)> {
+        let mut env: Vec<(String, Option<OsString>)> = vec![
+            ("DELAYSHIM_SEED".into(), Some(self.seed.to_string().into())),
+            (
+                "DELAYSHIM_STATS".into(),
+                Some(dir.join(STATS).into_os_string()),
+            ),
+            (
+                "DELAYSHIM_LOG".into(),
+                keep_log.then(|| dir.join(LOG).into_os_string()),
+            ),
+            // Every run records its delays (one line per delayed call), so
+            // a failure can be confirmed, replayed and minimized.
+            (
+                "DELAYSHIM_RECORD".into(),
+                Some(dir.join(RECORD).into_os_string()),
+            ),
+            ("DELAYSHIM_REPLAY".into(), None),
+        ];
+        env.extend(
+            self.settings
+                .iter()
+                .map(|(name, value)| (name.clone(), Some(value.into()))),
+        );
+        env
+    }
 }
 
 /// `--shard I/N`: this machine runs the campaign's runs whose index is
@@ -102,6 +217,57 @@ mod tests {
         seen.sort();
         assert_eq!(seen, (0..total).collect::<Vec<_>>());
         assert_eq!(Shard::WHOLE.runs(3).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_plan_gives_each_run_its_seed_and_files() {
+        let plan = Plan {
+            seed: 0,
+            runs: 5,
+            shard: "2/2".parse().unwrap(),
+            strategy: Some("sparse".into()),
+            calibrated_calls: None,
+        };
+        let runs = plan.run_plans();
+        assert_eq!(runs.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(runs[0].seed, run_seed(0, 1));
+        let env = runs[0].env(Path::new("/o/run-1"), false);
+        let value = |name: &str| env.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(
+            value("DELAYSHIM_SEED"),
+            Some(run_seed(0, 1).to_string().into())
+        );
+        assert_eq!(
+            value("DELAYSHIM_STATS"),
+            Some("/o/run-1/stats.jsonl".into())
+        );
+        assert_eq!(value("DELAYSHIM_LOG"), None, "removed unless kept");
+        assert_eq!(
+            value("DELAYSHIM_RECORD"),
+            Some("/o/run-1/record.txt".into())
+        );
+        assert_eq!(value("DELAYSHIM_STRATEGY"), Some("sparse".into()));
+        for (name, _) in &env {
+            assert!(
+                PER_RUN_VARS.contains(&name.as_str()) || name == "DELAYSHIM_STRATEGY",
+                "{name}"
+            );
+        }
+        // auto: each run its strategy and parameters, from its seed.
+        let auto = Plan {
+            strategy: Some(AUTO.into()),
+            calibrated_calls: Some(900),
+            ..plan
+        };
+        let runs = auto.run_plans();
+        assert_eq!(runs, auto.run_plans());
+        for run in &runs {
+            assert_eq!(
+                run.settings,
+                crate::portfolio::auto_settings(run.seed, Some(900))
+            );
+            assert_ne!(run.strategy.as_deref(), Some(AUTO));
+        }
     }
 
     #[test]

@@ -10,14 +10,20 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::plan::Shard;
+use crate::plan::{RunPlan, Shard};
 use crate::run::{Outcome, RunResult, STDERR, STDOUT};
+
+/// What every line of the campaign's own starts with.
+pub const PREFIX: &str = "delayshim fuzz";
 
 pub const EXIT_PASS: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOTHING_INJECTED: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The campaign's summary file in its output directory.
+pub const SUMMARY: &str = "summary.json";
 
 /// What a reproduce command needs besides the run's seed.
 #[derive(Debug)]
@@ -50,23 +56,27 @@ pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a OsString>) -> String 
         .join(" ")
 }
 
-/// The shell command that repeats run `seed`: same directory, same
+/// The shell command that repeats run `plan`: same directory, same
 /// environment, same command line.
-pub fn reproduce_command(context: &Context, seed: u64) -> String {
+pub fn reproduce_command(context: &Context, plan: &RunPlan) -> String {
     let mut line = format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()));
     for (name, value) in &context.env {
         let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
+    for (name, value) in &plan.settings {
+        let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
+    }
     let _ = write!(
         line,
-        "DELAYSHIM_SEED={seed} {}",
+        "DELAYSHIM_SEED={} {}",
+        plan.seed,
         shell_words(&context.command)
     );
     line
 }
 
 /// `pwrite64 412, fcntl64 803, fsync 31`, most delayed first.
-fn delay_counts(delayed: &BTreeMap<String, u64>) -> String {
+pub fn delay_counts(delayed: &BTreeMap<String, u64>) -> String {
     let mut counts: Vec<(&String, &u64)> = delayed.iter().filter(|(_, n)| **n > 0).collect();
     counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if counts.is_empty() {
@@ -93,17 +103,29 @@ fn tail(path: &Path, n: usize) -> Vec<String> {
 /// The lines printed when a run ends; a failure adds what it printed last,
 /// the command that reproduces it and where its files are.
 pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Result<String> {
+    let strategy = match &result.plan.strategy {
+        Some(strategy) => format!(" strategy={strategy}"),
+        None => String::new(),
+    };
     let mut text = format!(
-        "[{}/{}] seed={} {} {:.1} s  delays: {}",
+        "[{}/{}] seed={}{strategy} {} {:.1} s  delays: {}",
         summary.done,
         summary.planned,
-        result.seed,
+        result.plan.seed,
         result.outcome.kind(),
         result.elapsed.as_secs_f64(),
-        delay_counts(&result.injection.delayed)
+        delay_counts(result.counts.field("delayed"))
     );
-    if let Some(detail) = result.outcome.detail() {
-        let _ = write!(text, "  ({detail})");
+    let mut details: Vec<String> = result.outcome.detail().into_iter().collect();
+    if result.left_running > 0 {
+        details.push(format!(
+            "left {} process{} running: killed",
+            result.left_running,
+            if result.left_running == 1 { "" } else { "es" }
+        ));
+    }
+    if !details.is_empty() {
+        let _ = write!(text, "  ({})", details.join("; "));
     }
     text.push('\n');
     if result.outcome.is_pass() || result.outcome == Outcome::Interrupted {
@@ -114,7 +136,7 @@ pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Re
             let _ = writeln!(text, "    {name}: {line}");
         }
     }
-    let command = reproduce_command(context, result.seed);
+    let command = reproduce_command(context, &result.plan);
     let saved = result.dir.join("reproduce.sh");
     std::fs::write(&saved, format!("#!/bin/sh\n{command}\n"))
         .with_context(|| format!("writing {}", saved.display()))?;
@@ -138,8 +160,15 @@ pub struct Summary {
     failing: Vec<(u64, &'static str)>,
     delayed: BTreeMap<String, u64>,
     delay_us: u64,
+    injected: u64,
+    /// Processes that runs left running, all killed.
+    left_running: usize,
+    /// Per strategy: runs, failing runs, seconds.
+    by_strategy: BTreeMap<String, (usize, usize, f64)>,
     runs: Vec<serde_json::Value>,
     pub elapsed: Duration,
+    /// The program and its arguments, as a shell line, for `delayshim report`.
+    pub command: String,
 }
 
 impl Summary {
@@ -153,31 +182,65 @@ impl Summary {
             failing: Vec::new(),
             delayed: BTreeMap::new(),
             delay_us: 0,
+            injected: 0,
+            left_running: 0,
+            by_strategy: BTreeMap::new(),
             runs: Vec::new(),
             elapsed: Duration::ZERO,
+            command: String::new(),
         }
     }
 
-    pub fn add(&mut self, result: &RunResult) {
+    /// Adds a finished run; `reproduce` is its reproduce command, for a
+    /// failure.
+    pub fn add(&mut self, result: &RunResult, reproduce: Option<&str>) {
         self.done += 1;
         let kind = result.outcome.kind();
         *self.by_kind.entry(kind).or_default() += 1;
         if !result.outcome.is_pass() && result.outcome != Outcome::Interrupted {
-            self.failing.push((result.seed, kind));
+            self.failing.push((result.plan.seed, kind));
         }
-        for (name, n) in &result.injection.delayed {
+        for (name, n) in result.counts.field("delayed") {
             *self.delayed.entry(name.clone()).or_default() += n;
         }
-        self.delay_us += result.injection.delay_us.values().sum::<u64>();
+        self.delay_us += result.counts.total("delay_us");
+        self.injected += result.counts.injected();
+        self.left_running += result.left_running;
+        let strategy = result
+            .plan
+            .strategy
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let entry = self.by_strategy.entry(strategy).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(!result.outcome.is_pass() && result.outcome != Outcome::Interrupted);
+        entry.2 += result.elapsed.as_secs_f64();
         self.runs.push(serde_json::json!({
-            "index": result.index,
-            "seed": result.seed,
+            "index": result.plan.index,
+            "seed": result.plan.seed,
+            "strategy": result.plan.strategy,
+            "settings": result.plan.settings.iter().cloned().collect::<BTreeMap<String, String>>(),
             "outcome": kind,
             "detail": result.outcome.detail(),
             "seconds": result.elapsed.as_secs_f64(),
-            "delayed": result.injection.delayed,
+            "delayed": result.counts.field("delayed"),
+            "injected": result.counts.injected(),
+            "left_running": result.left_running,
+            "reproduce": reproduce,
             "dir": result.dir,
         }));
+    }
+
+    /// Records how often run `index`'s recorded delays failed again.
+    pub fn confirmed(&mut self, index: u64, failures: u32, tries: u32) {
+        if let Some(run) = self.runs.iter_mut().rev().find(|run| run["index"] == index) {
+            run["confirmed"] = serde_json::json!({ "failures": failures, "replays": tries });
+        }
+    }
+
+    /// Runs that failed, crashed, hung or were not fuzzed.
+    pub fn failures(&self) -> usize {
+        self.failing.len()
     }
 
     fn count(&self, kind: &str) -> usize {
@@ -192,7 +255,7 @@ impl Summary {
             EXIT_INTERRUPTED
         } else if broken {
             EXIT_FAILED
-        } else if self.delayed.values().sum::<u64>() == 0 {
+        } else if self.injected == 0 {
             EXIT_NOTHING_INJECTED
         } else if self.count("NO INJECTION") > 0 {
             EXIT_FAILED
@@ -204,7 +267,7 @@ impl Summary {
     /// The closing lines.
     pub fn text(&self, stops_at_failure: bool) -> String {
         let mut text = format!(
-            "run-fuzz: {} of {} runs done in {:.1} s: {} passed",
+            "{PREFIX}: {} of {} runs done in {:.1} s: {} passed",
             self.done,
             self.planned,
             self.elapsed.as_secs_f64(),
@@ -218,7 +281,10 @@ impl Summary {
         }
         text.push('\n');
         if self.done < self.planned && stops_at_failure && !self.failing.is_empty() {
-            text.push_str("run-fuzz: stopped at the first failure (--keep-going runs them all)\n");
+            let _ = writeln!(
+                text,
+                "{PREFIX}: stopped at the first failure (--keep-going runs them all)"
+            );
         }
         if !self.failing.is_empty() {
             let seeds: Vec<String> = self
@@ -235,6 +301,23 @@ impl Summary {
             delay_counts(&self.delayed),
             self.delay_us as f64 / 1e6
         );
+        if self.left_running > 0 {
+            let _ = writeln!(
+                text,
+                "processes left running by runs: {}, all killed",
+                self.left_running
+            );
+        }
+        if self.by_strategy.len() > 1 || self.by_strategy.keys().any(|s| s != "default") {
+            let parts: Vec<String> = self
+                .by_strategy
+                .iter()
+                .map(|(name, (runs, failing, seconds))| {
+                    format!("{name} {failing}/{runs} failing in {seconds:.1} s")
+                })
+                .collect();
+            let _ = writeln!(text, "by strategy: {}", parts.join(", "));
+        }
         text
     }
 
@@ -243,12 +326,18 @@ impl Summary {
         let json = serde_json::json!({
             "seed": self.seed,
             "shard": self.shard.to_string(),
+            "command": self.command,
             "planned": self.planned,
             "done": self.done,
             "exit_code": exit_code,
             "by_outcome": self.by_kind,
             "delayed": self.delayed,
+            "injected": self.injected,
+            "left_running": self.left_running,
             "seconds": self.elapsed.as_secs_f64(),
+            "by_strategy": self.by_strategy.iter().map(|(name, (runs, failing, seconds))| {
+                (name.clone(), serde_json::json!({ "runs": runs, "failing": failing, "seconds": seconds }))
+            }).collect::<serde_json::Map<String, serde_json::Value>>(),
             "runs": self.runs,
         });
         std::fs::write(path, format!("{json:#}\n"))
@@ -259,7 +348,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Injection;
+    use crate::stats::Counts;
 
     #[test]
     fn words_are_quoted_only_when_needed() {
@@ -280,21 +369,35 @@ mod tests {
             ],
             command: vec!["driver".into(), "--op".into(), "get-set".into()],
         };
+        let mut plan = RunPlan {
+            index: 3,
+            seed: 7,
+            strategy: None,
+        };
         assert_eq!(
-            reproduce_command(&context, 7),
+            reproduce_command(&context, &plan),
             "cd '/w d' && LD_PRELOAD=/x/libdelayshim.so DELAYSHIM_FCNTL=unlock DELAYSHIM_SEED=7 driver --op get-set"
         );
+        plan.strategy = Some("sites".into());
+        assert!(reproduce_command(&context, &plan)
+            .contains(" DELAYSHIM_STRATEGY=sites DELAYSHIM_SEED=7 driver"));
     }
 
     fn result(outcome: Outcome, delayed: u64) -> RunResult {
-        let mut injection = Injection::default();
-        injection.delayed.insert("fcntl64".into(), delayed);
+        let mut counts = Counts::default();
+        counts.add_line(
+            &serde_json::from_str(&format!(r#"{{"delayed":{{"fcntl64":{delayed}}}}}"#)).unwrap(),
+        );
         RunResult {
-            index: 0,
-            seed: 5,
+            plan: RunPlan {
+                index: 0,
+                seed: 5,
+                strategy: None,
+            },
             outcome,
             elapsed: Duration::from_millis(1500),
-            injection,
+            counts,
+            left_running: 0,
             dir: PathBuf::from("/nonexistent"),
         }
     }
@@ -304,7 +407,7 @@ mod tests {
         let code = |outcomes: Vec<(Outcome, u64)>| {
             let mut summary = Summary::new(1, Shard::WHOLE, outcomes.len());
             for (outcome, delayed) in outcomes {
-                summary.add(&result(outcome, delayed));
+                summary.add(&result(outcome, delayed), None);
             }
             summary.exit_code(false)
         };
@@ -330,8 +433,8 @@ mod tests {
     #[test]
     fn a_pass_line_names_the_delays() {
         let mut summary = Summary::new(1, Shard::WHOLE, 20);
-        let run = result(Outcome::Pass, 803);
-        summary.add(&run);
+        let mut run = result(Outcome::Pass, 803);
+        summary.add(&run, None);
         let context = Context {
             cwd: "/".into(),
             env: vec![],
@@ -344,5 +447,16 @@ mod tests {
         assert!(summary
             .text(true)
             .contains("delays injected: 803 (fcntl64 803)"));
+        assert!(!summary.text(true).contains("left running"));
+        run.plan.strategy = Some("sparse".into());
+        run.left_running = 2;
+        summary.add(&run, None);
+        assert_eq!(
+            run_lines(&summary, &run, &context).unwrap(),
+            "[2/20] seed=5 strategy=sparse PASS 1.5 s  delays: fcntl64 803  (left 2 processes running: killed)\n"
+        );
+        assert!(summary
+            .text(true)
+            .contains("processes left running by runs: 2, all killed\n"));
     }
 }

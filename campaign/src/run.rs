@@ -1,8 +1,7 @@
 //! One run of the program under the shim: spawn it in its own process
-//! group, kill the group if it outlives the timeout, and read what the
-//! shim counted.
+//! group, kill the group if it outlives the timeout, kill whatever of it
+//! is still running when it ends, and read what the shim counted.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -12,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::descendants::{run_marker, Reaper, RUN_MARKER_VAR};
+use crate::plan::RunPlan;
+use crate::stats::Counts;
 
 /// Set by SIGINT/SIGTERM: running groups are killed and no run starts.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -65,60 +68,29 @@ fn signal_name(signal: i32) -> String {
     format!("signal {signal} ({})", name.to_string_lossy())
 }
 
-/// What the shim reported for one run, summed over its processes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Injection {
-    /// Processes that wrote a statistics line.
-    pub processes: usize,
-    pub calls: BTreeMap<String, u64>,
-    pub delayed: BTreeMap<String, u64>,
-    pub delay_us: BTreeMap<String, u64>,
-}
-
-impl Injection {
-    pub fn total_delayed(&self) -> u64 {
-        self.delayed.values().sum()
-    }
-
-    /// Reads the shim's statistics file: one JSON line per process.
-    pub fn read(path: &Path) -> Result<Injection> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let mut injection = Injection::default();
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let process: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("a statistics line in {}: {line:?}", path.display()))?;
-            injection.processes += 1;
-            for (field, totals) in [
-                ("calls", &mut injection.calls),
-                ("delayed", &mut injection.delayed),
-                ("delay_us", &mut injection.delay_us),
-            ] {
-                for (name, count) in process[field].as_object().into_iter().flatten() {
-                    *totals.entry(name.clone()).or_default() += count.as_u64().unwrap_or(0);
-                }
-            }
-        }
-        Ok(injection)
-    }
-
-    /// Why a run that exited 0 does not count as fuzzed, if it does not.
-    fn not_fuzzed(&self) -> Option<String> {
-        let calls: u64 = self.calls.values().sum();
-        if self.processes == 0 {
-            Some("the shim wrote no statistics: it was not loaded, or the program left without exit()".into())
-        } else if calls == 0 {
-            Some("the shim intercepted no calls".into())
-        } else if self.total_delayed() == 0 {
-            Some(format!(
-                "the shim intercepted {calls} calls but delayed none"
-            ))
-        } else {
-            None
-        }
+/// Why a run that exited 0 does not count as fuzzed, if it does not.
+pub fn not_fuzzed(counts: &Counts) -> Option<String> {
+    let calls = counts.total("calls");
+    if counts.processes == 0 && counts.started > 0 {
+        Some("its processes wrote no statistics at exit: killed by a signal, or left with a raw exit system call".into())
+    } else if counts.processes == 0 {
+        Some(
+            "the shim wrote no statistics: it was not loaded, or the program left without exit()"
+                .into(),
+        )
+    } else if calls == 0 {
+        Some("the shim intercepted no calls".into())
+    } else if counts.total("delayed") == 0 {
+        Some(format!(
+            "the shim intercepted {calls} calls but delayed none"
+        ))
+    } else if counts.injected() == 0 {
+        Some(format!(
+            "the shim delayed {} calls but none that can reorder anything between processes",
+            counts.total("delayed")
+        ))
+    } else {
+        None
     }
 }
 
@@ -127,7 +99,8 @@ impl Injection {
 pub struct RunSpec {
     pub program: OsString,
     pub args: Vec<OsString>,
-    /// Variables set for every run (LD_PRELOAD and DELAYSHIM_* settings).
+    /// Variables set for every run (LD_PRELOAD and DELAYSHIM_* settings);
+    /// what differs between runs comes from [`RunPlan::env`].
     pub env: Vec<(String, OsString)>,
     pub timeout: Duration,
     pub keep_log: bool,
@@ -136,11 +109,12 @@ pub struct RunSpec {
 /// The result of one run.
 #[derive(Debug)]
 pub struct RunResult {
-    pub index: u64,
-    pub seed: u64,
+    pub plan: RunPlan,
     pub outcome: Outcome,
     pub elapsed: Duration,
-    pub injection: Injection,
+    pub counts: Counts,
+    /// Processes of the run still running when it ended, all killed.
+    pub left_running: usize,
     pub dir: PathBuf,
 }
 
@@ -149,35 +123,51 @@ pub const STDOUT: &str = "stdout";
 pub const STDERR: &str = "stderr";
 pub const STATS: &str = "stats.jsonl";
 pub const LOG: &str = "delays.log";
+pub const RECORD: &str = "record.txt";
+/// How to run the program again exactly as this run did, for replay.
+pub const RUN_JSON: &str = "run.json";
 
-/// Makes run `index` with `seed`, keeping its files in `dir`.
-pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<RunResult> {
+/// Makes the run `plan`, keeping its files in `dir`.
+pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> Result<RunResult> {
     // A rerun of the same campaign starts from empty files: the shim appends.
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stats = dir.join(STATS);
+    let marker = run_marker(plan.index);
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("DELAYSHIM_SEED", seed.to_string())
-        .env("DELAYSHIM_STATS", &stats)
+        .env(RUN_MARKER_VAR, &marker)
         .stdin(Stdio::null())
         .stdout(File::create(dir.join(STDOUT))?)
         .stderr(File::create(dir.join(STDERR))?)
         .process_group(0);
-    // The campaign owns the log: an inherited DELAYSHIM_LOG would gather
-    // every run's delays in one place.
-    if spec.keep_log {
-        command.env("DELAYSHIM_LOG", dir.join(LOG));
-    } else {
-        command.env_remove("DELAYSHIM_LOG");
+    let mut env = spec.env.clone();
+    for (name, value) in plan.env(dir, spec.keep_log) {
+        env.retain(|(n, _)| *n != name);
+        match value {
+            Some(value) => {
+                command.env(&name, &value);
+                env.push((name, value));
+            }
+            None => {
+                command.env_remove(&name);
+            }
+        };
     }
+    crate::replay::Invocation {
+        program: spec.program.clone(),
+        args: spec.args.clone(),
+        env,
+        cwd: std::env::current_dir()?,
+        timeout: spec.timeout,
+    }
+    .write(&dir.join(RUN_JSON))?;
     let start = Instant::now();
-    let mut child = command
-        .spawn()
+    let mut child = reaper
+        .spawn(&mut command)
         .with_context(|| format!("starting {}", spec.program.to_string_lossy()))?;
     let group = child.id() as libc::pid_t;
     let mut pause = Duration::from_millis(1);
@@ -187,9 +177,8 @@ pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<Run
         }
         let interrupted = INTERRUPTED.load(Ordering::Relaxed);
         if interrupted || start.elapsed() >= spec.timeout {
-            kill_group(group);
+            reaper.kill_group(group);
             child.wait()?;
-            await_group_exit(group);
             break if interrupted {
                 Ended::Interrupted
             } else {
@@ -199,15 +188,20 @@ pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<Run
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     };
+    reaper.release(&child);
     let elapsed = start.elapsed();
-    // Whatever the program left running in its group goes too.
-    kill_group(group);
-    let injection = Injection::read(&stats)?;
+    // Whatever the program left running, in its group or not, goes too.
+    let left_running = reaper.kill_leftovers(group, &marker);
+    let counts = Counts::read(&dir.join(STATS))?;
     let outcome = match ended {
         Ended::Interrupted => Outcome::Interrupted,
         Ended::TimedOut => Outcome::Hang,
         Ended::Exited(status) => match (status.code(), status.signal()) {
-            (Some(0), _) => match injection.not_fuzzed() {
+            (Some(0), _) => match not_fuzzed(&counts) {
+                // sparse, victims and sites skip most calls by design: a
+                // run of theirs that delayed nothing is a pass; the
+                // campaign as a whole must still inject something.
+                Some(_) if counts.total("calls") > 0 && plan.skips_by_design() => Outcome::Pass,
                 Some(why) => Outcome::NoInjection(why),
                 None => Outcome::Pass,
             },
@@ -216,11 +210,11 @@ pub fn run_once(spec: &RunSpec, index: u64, seed: u64, dir: &Path) -> Result<Run
         },
     };
     Ok(RunResult {
-        index,
-        seed,
+        plan: plan.clone(),
         outcome,
         elapsed,
-        injection,
+        counts,
+        left_running,
         dir: dir.to_owned(),
     })
 }
@@ -231,66 +225,37 @@ enum Ended {
     Interrupted,
 }
 
-fn kill_group(group: libc::pid_t) {
-    // SAFETY: kill with a negative pid signals that process group only.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
-}
-
-/// Waits, up to a second, until no process of `group` is left: SIGKILL is
-/// delivered asynchronously, and a killed run's grandchildren must be gone
-/// when the campaign reports it. (Zombies that a non-reaping init keeps
-/// would still count, hence the bound.)
-fn await_group_exit(group: libc::pid_t) {
-    let start = Instant::now();
-    // SAFETY: signal 0 only asks whether the group still has members.
-    while unsafe { libc::kill(-group, 0) } == 0 && start.elapsed() < Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn statistics_sum_over_processes() {
-        let dir = std::env::temp_dir().join(format!("run-stats-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(STATS);
-        fs::write(
-            &path,
-            concat!(
-                r#"{"pid":1,"calls":{"fcntl64":3,"pread64":2},"delayed":{"fcntl64":3},"delay_us":{"fcntl64":30}}"#,
-                "\n",
-                r#"{"pid":2,"calls":{"fcntl64":1},"delayed":{"fcntl64":1},"delay_us":{"fcntl64":5}}"#,
-                "\n"
-            ),
-        )
-        .unwrap();
-        let injection = Injection::read(&path).unwrap();
-        assert_eq!(injection.processes, 2);
-        assert_eq!(injection.calls["fcntl64"], 4);
-        assert_eq!(injection.delay_us["fcntl64"], 35);
-        assert_eq!(injection.not_fuzzed(), None);
-        fs::write(
-            &path,
-            r#"{"calls":{"fcntl64":2},"delayed":{},"delay_us":{}}"#,
-        )
-        .unwrap();
-        assert!(Injection::read(&path)
+    fn runs_without_delays_are_not_fuzzed() {
+        let counts = |lines: &[&str]| {
+            let mut counts = Counts::default();
+            for line in lines {
+                counts.add_line(&serde_json::from_str(line).unwrap());
+            }
+            counts
+        };
+        assert!(not_fuzzed(&counts(&[])).unwrap().contains("no statistics"));
+        let started = counts(&[r#"{"event":"start","pid":1}"#]);
+        assert!(not_fuzzed(&started)
             .unwrap()
-            .not_fuzzed()
+            .contains("no statistics at exit"));
+        let none = counts(&[r#"{"calls":{},"delayed":{}}"#]);
+        assert!(not_fuzzed(&none).unwrap().contains("intercepted no calls"));
+        let undelayed = counts(&[r#"{"calls":{"fcntl64":2},"delayed":{}}"#]);
+        assert!(not_fuzzed(&undelayed).unwrap().contains("delayed none"));
+        let harmless = counts(&[r#"{"calls":{"write":2},"delayed":{"write":2},"injected":0}"#]);
+        assert!(not_fuzzed(&harmless)
             .unwrap()
-            .contains("delayed none"));
-        fs::remove_file(&path).unwrap();
-        assert!(Injection::read(&path)
-            .unwrap()
-            .not_fuzzed()
-            .unwrap()
-            .contains("no statistics"));
-        fs::write(&path, "not json\n").unwrap();
-        assert!(Injection::read(&path).is_err());
-        fs::remove_dir_all(&dir).unwrap();
+            .contains("none that can reorder"));
+        let fuzzed = counts(&[
+            r#"{"calls":{"fcntl64":2},"delayed":{"fcntl64":1},"injected":0}"#,
+            r#"{"calls":{"fcntl64":2},"delayed":{"fcntl64":1},"injected":1}"#,
+        ]);
+        assert_eq!(not_fuzzed(&fuzzed), None);
     }
 
     #[test]

@@ -411,6 +411,9 @@ impl Config {
         if !self.enabled {
             return 0;
         }
+        if let Some(recorded) = crate::replay::funcs() {
+            return recorded;
+        }
         self.faults
             .iter()
             .fold(self.funcs, |set, rule| set | rule.funcs)
@@ -560,8 +563,9 @@ mod tests {
         assert_eq!(
             config.paths,
             vec![
-                CString::new("/work/*.db").unwrap(),
-                CString::new("/tmp/*-wal").unwrap()
+                CString::new("*.db").unwrap(),
+                CString::new("/tmp/*-wal").unwrap(),
+                CString::new("/work/a.db").unwrap()
             ]
         );
         assert!(!config.effects_only);

@@ -34,7 +34,14 @@ impl Sampler {
             Dist::Uniform => rng.random::<f64>() * 2.0 * self.mean_us,
             Dist::Fixed => self.mean_us,
         };
-        (us.min(self.max_us) * 1000.0).round() as u64
+        let nanos = (us.min(self.max_us) * 1000.0).round() as u64;
+        // A drawn delay is a delay: an exponential draw that rounds to zero
+        // still counts (and sleeps) as one, so "every call" means every.
+        if self.mean_us > 0.0 && self.max_us > 0.0 {
+            nanos.max(1)
+        } else {
+            nanos
+        }
     }
 }
 

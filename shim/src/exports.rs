@@ -104,17 +104,33 @@ macro_rules! define_exports {
 
                 type RealFn = real_fn_type!([$($vty)?] ($($ty),*) -> $ret);
 
-                /// The caller's arguments, then its return address.
+                /// The caller's arguments, then its return address. The
+                /// pass-through test first, with nothing else in the way: a
+                /// load, a test, and a jump to the real function.
                 pub(super) unsafe extern "C" fn inner($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
-                    match crate::real::resolved(Func::$name) {
-                        Some(address) if crate::intercept::passes_through(Func::$name) => {
+                    if let Some(address) = crate::real::resolved(Func::$name) {
+                        if crate::intercept::passes_through(Func::$name) {
                             // SAFETY: dlsym found this name's definition, whose C
                             // prototype RealFn spells out; the arguments pass on unchanged.
-                            unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($($arg,)* $($va)?) }
+                            return unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($($arg,)* $($va)?) };
                         }
-                        // SAFETY: the caller's arguments, passed on unchanged.
-                        _ => unsafe { slow($($arg,)* $($va,)? caller) },
                     }
+                    // SAFETY: the caller's arguments, passed on unchanged.
+                    unsafe { counted($($arg,)* $($va,)? caller) }
+                }
+
+                /// Counted only, or on to [`slow`].
+                #[inline(never)]
+                unsafe fn counted($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
+                    if let Some(address) = crate::real::resolved(Func::$name) {
+                        if crate::intercept::counts_only(Func::$name) {
+                            crate::stats::count_call(Func::$name);
+                            // SAFETY: as above.
+                            return unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($($arg,)* $($va)?) };
+                        }
+                    }
+                    // SAFETY: the caller's arguments, passed on unchanged.
+                    unsafe { slow($($arg,)* $($va,)? caller) }
                 }
 
                 #[cold]

@@ -62,6 +62,13 @@ pub fn passes_through(func: Func) -> bool {
     ACTIVE[word].load(Relaxed) & (bit | COUNT_CALLS) == 0
 }
 
+/// Whether a call to `func` is only counted, never delayed or failed.
+#[inline(always)]
+pub fn counts_only(func: Func) -> bool {
+    let (word, bit) = slot(func);
+    ACTIVE[word].load(Relaxed) & bit == 0
+}
+
 /// How to make the real call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {

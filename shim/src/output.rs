@@ -113,15 +113,18 @@ impl Output {
             };
             return Err(format!("cannot open {}: {why}", path.display()));
         }
-        let (dev, ino) = identity(fd).ok_or_else(|| format!("cannot stat {}", path.display()))?;
-        // SAFETY: stat is plain old data.
+        // SAFETY: stat is plain old data; fstat is not interposed.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut stat) } == 0
-            && stat.st_mode & libc::S_IFMT == libc::S_IFDIR
+        if unsafe { libc::fstat(fd, &mut stat) } != 0
+            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
         {
             raw_close(fd);
-            return Err(format!("cannot open {}: it is a directory", path.display()));
+            return Err(format!(
+                "cannot use {}: not a regular file (the word stderr means standard error)",
+                path.display()
+            ));
         }
+        let (dev, ino) = (stat.st_dev, stat.st_ino);
         let fd = move_high(fd);
         self.dev.store(dev, Relaxed);
         self.ino.store(ino, Relaxed);
@@ -399,6 +402,10 @@ mod tests {
             .unwrap_err()
             .contains("symbolic link"));
         assert!(Output::new().open(Some(&dir)).is_err());
+        assert!(Output::new()
+            .open(Some(std::path::Path::new("/dev/full")))
+            .unwrap_err()
+            .contains("not a regular file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -51,16 +51,18 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Sets the tree's seed and this process's lineage: its parent's, passed
-/// on at exec, combined with its own command line (a root has none).
-pub(crate) fn init(seed: u64, parent_lineage: Option<u64>, command_line: &[u8]) {
+/// Sets the tree's seed and this process's lineage: the one its parent
+/// passed on at exec, or the root's. Not the command line: a seed must
+/// reproduce a program run with other arguments (a new temporary
+/// directory), and tickets already tell siblings apart.
+pub(crate) fn init(seed: u64, lineage: Option<u64>) {
     OWNER_PID.store(current_pid(), Relaxed);
     SEED.store(seed, Relaxed);
-    LINEAGE.store(
-        combine(parent_lineage.unwrap_or(0), hash_bytes(command_line)),
-        Relaxed,
-    );
+    LINEAGE.store(lineage.unwrap_or(ROOT_LINEAGE), Relaxed);
 }
+
+/// The lineage of a process that no shimmed parent started.
+const ROOT_LINEAGE: u64 = 0x5eed;
 
 pub(crate) fn seed() -> u64 {
     SEED.load(Relaxed)
@@ -144,36 +146,34 @@ mod tests {
     // These tests share the process-wide statics, so they run as one.
     #[test]
     fn streams_follow_seed_thread_order_fork_and_exec() {
-        init(42, None, b"prog\0arg\0");
+        init(42, None);
         let first = std::thread::spawn(draws).join().unwrap();
         let second = std::thread::spawn(draws).join().unwrap();
         assert_ne!(first, second, "threads draw from different streams");
 
-        // Same seed, same command line, same thread order: same draws.
-        init(42, None, b"prog\0arg\0");
+        // Same seed, same thread order: same draws.
+        init(42, None);
         NEXT_THREAD.store(0, Relaxed);
         assert_eq!(std::thread::spawn(draws).join().unwrap(), first);
-
-        // A different command line is a different root.
-        init(42, None, b"other\0");
+        init(43, None);
         NEXT_THREAD.store(0, Relaxed);
         assert_ne!(std::thread::spawn(draws).join().unwrap(), first);
 
         // Two programs exec'd with the same command line by one parent
         // differ: each had its own ticket.
-        init(42, None, b"sh\0");
+        init(42, None);
         let (a, b) = (next_child_lineage(), next_child_lineage());
         assert_ne!(a, b);
-        init(42, Some(a), b"sqlite3\0db\0");
+        init(42, Some(a));
         NEXT_THREAD.store(0, Relaxed);
         let from_a = std::thread::spawn(draws).join().unwrap();
-        init(42, Some(b), b"sqlite3\0db\0");
+        init(42, Some(b));
         NEXT_THREAD.store(0, Relaxed);
         assert_ne!(std::thread::spawn(draws).join().unwrap(), from_a);
 
         // Two simulated fork children of one parent differ from each other
         // and from the parent.
-        init(42, None, b"prog\0arg\0");
+        init(42, None);
         let children: Vec<Vec<u64>> = (0..2)
             .map(|_| {
                 // The parent's state, which a real fork leaves untouched.

@@ -6,7 +6,7 @@
 //! Record lines, one word per field, paths escaped by [`Line::word`]:
 //!
 //! ```text
-//! process proc=LINEAGE pid=N ppid=N cmdline=ARG\x00ARG...
+//! process proc=LINEAGE pid=N ppid=N funcs=NAME,NAME... cmdline=ARG\x00ARG...
 //! call proc=LINEAGE thread=T index=I fn=NAME before_ns=N after_ns=N [fault=ERRNO|short] site=OBJECT+0xOFFSET [cmd=CMD] [lock=TYPE] [path=PATH] [other=PATH] pid=N
 //! ```
 //!
@@ -48,7 +48,7 @@ pub(crate) fn process_line() {
     if !RECORD.is_open() {
         return;
     }
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; 4096];
     let mut line = Line::new(&mut buf);
     // SAFETY: getpid and getppid cannot fail.
     let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
@@ -58,7 +58,21 @@ pub(crate) fn process_line() {
         .i64(pid.into())
         .str(" ppid=")
         .i64(ppid.into())
-        .str(" cmdline=");
+        .str(" funcs=");
+    // The functions that reached a decision: a replay must intercept the
+    // same ones for call indices to line up.
+    let intercepted = crate::intercept::config().map_or(0, |c| c.intercepted_funcs());
+    let mut first = true;
+    for (index, info) in crate::table::FUNCS.iter().enumerate() {
+        if intercepted & 1 << index != 0 {
+            if !first {
+                line.str(",");
+            }
+            first = false;
+            line.str(info.name);
+        }
+    }
+    line.str(" cmdline=");
     let command_line = COMMAND_LINE.get().map_or(&[][..], Vec::as_slice);
     line.word(command_line.strip_suffix(b"\0").unwrap_or(command_line));
     RECORD.write(line.finish());

@@ -12,6 +12,13 @@ use crate::strategy::Decision;
 type Entry = ((u64, u64, u64), Decision);
 
 static TABLE: OnceLock<Vec<Entry>> = OnceLock::new();
+/// The functions the recording intercepted, from its process lines.
+static FUNCS: OnceLock<crate::table::FuncSet> = OnceLock::new();
+
+/// The functions to intercept while replaying: those the recording did.
+pub(crate) fn funcs() -> Option<crate::table::FuncSet> {
+    FUNCS.get().copied()
+}
 
 pub(crate) fn active() -> bool {
     TABLE.get().is_some()
@@ -21,13 +28,16 @@ pub(crate) fn active() -> bool {
 pub(crate) fn load(path: &std::path::Path) -> Result<(), String> {
     let text = std::fs::read(path)
         .map_err(|e| format!("cannot read DELAYSHIM_REPLAY file {}: {e}", path.display()))?;
-    let table = parse(&text).map_err(|(number, why)| {
+    let (table, funcs) = parse(&text).map_err(|(number, why)| {
         format!(
             "DELAYSHIM_REPLAY file {}, line {number}: {why}",
             path.display()
         )
     })?;
     let _ = TABLE.set(table);
+    if let Some(funcs) = funcs {
+        let _ = FUNCS.set(funcs);
+    }
     Ok(())
 }
 
@@ -36,7 +46,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
 }
 
-fn parse(text: &[u8]) -> Result<Vec<Entry>, (usize, String)> {
+fn parse(text: &[u8]) -> Result<(Vec<Entry>, Option<crate::table::FuncSet>), (usize, String)> {
     let text = std::str::from_utf8(text).map_err(|_| (0, "not text".to_owned()))?;
     if !text.is_empty() && !text.ends_with('\n') {
         return Err((
@@ -45,10 +55,19 @@ fn parse(text: &[u8]) -> Result<Vec<Entry>, (usize, String)> {
         ));
     }
     let mut table = Vec::new();
+    let mut funcs: Option<crate::table::FuncSet> = None;
     for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
         let bad = |why: &str| (number, why.to_owned());
         match line.split(' ').next() {
-            Some("process") | Some("") => continue,
+            Some("process") => {
+                if let Some(names) = field(line, "funcs").filter(|n| !n.is_empty()) {
+                    let set = crate::config::parse_funcs(names)
+                        .ok_or_else(|| bad("an unknown function in funcs"))?;
+                    funcs = Some(funcs.unwrap_or(0) | set);
+                }
+                continue;
+            }
+            Some("") => continue,
             Some("call") => {}
             _ => return Err(bad("neither a process nor a call line")),
         }
@@ -79,7 +98,7 @@ fn parse(text: &[u8]) -> Result<Vec<Entry>, (usize, String)> {
         table.push((key, decision));
     }
     table.sort_by_key(|(key, _)| *key);
-    Ok(table)
+    Ok((table, funcs))
 }
 
 /// What was recorded for this call, if anything.
@@ -98,10 +117,11 @@ mod tests {
 
     #[test]
     fn call_lines_parse_and_sort() {
-        let text = b"process proc=0x1 pid=5 ppid=1 cmdline=x\n\
+        let text = b"process proc=0x1 pid=5 ppid=1 funcs= cmdline=x\n\
             call proc=0x1 thread=0 index=9 fn=fsync before_ns=5 after_ns=0 site=/x+0x1 pid=5\n\
             call proc=0x1 thread=0 index=2 fn=write before_ns=0 after_ns=7 fault=EIO pid=5\n";
-        let table = parse(text).unwrap();
+        let (table, funcs) = parse(text).unwrap();
+        assert_eq!(funcs, None);
         assert_eq!(table[0].0, (1, 0, 2));
         assert_eq!(table[0].1.fault, Some(Fault::Errno(libc::EIO)));
         assert_eq!(table[1].1.before_nanos, 5);

@@ -5,24 +5,23 @@
 //! call when statistics are on, so it must cost next to nothing: each
 //! thread owns a row of counters that only it writes (a plain load and
 //! store, no locked instruction and no cache line shared with other
-//! threads). Threads beyond the rows share the last one, with atomic adds.
-//! Rows outlive their threads, so nothing is lost when a thread exits.
+//! threads), found from its thread pointer. Threads beyond the rows share
+//! the last one, with atomic adds. Rows outlive their threads, so nothing
+//! is lost when a thread exits.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::output::{Line, Output};
 use crate::table::{Func, FUNCS};
 
 const N: usize = FUNCS.len();
-/// Rows of call counters: one per thread, the last shared.
-const ROWS: usize = 256;
+/// Rows of call counters: one per thread (a power of two), and a shared one.
+const ROWS: usize = 257;
 
 #[repr(align(64))]
 struct Row([AtomicU64; N]);
 
 static CALLS: [Row; ROWS] = [const { Row([const { AtomicU64::new(0) }; N]) }; ROWS];
-static NEXT_ROW: AtomicUsize = AtomicUsize::new(0);
 static DELAYED: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static DELAY_NANOS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static FAULTS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
@@ -32,24 +31,60 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 
 pub(crate) static OUTPUT: Output = Output::new();
 
-thread_local! {
-    /// This thread's row plus one; 0 until its first counted call.
-    static ROW: Cell<usize> = const { Cell::new(0) };
+/// Which thread owns each row: its thread pointer, or 0 while free. A row
+/// whose thread exited passes to a new thread that gets the same thread
+/// pointer; its counts stay, so nothing is lost.
+static OWNERS: [AtomicUsize; ROWS - 1] = [const { AtomicUsize::new(0) }; ROWS - 1];
+
+/// The thread pointer: one instruction, unique among live threads, and
+/// no thread-local access (which costs a `__tls_get_addr` call in a
+/// shared library).
+#[inline(always)]
+fn thread_pointer() -> usize {
+    let pointer: usize;
+    // SAFETY: reads the thread pointer register, which every thread has.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) pointer, options(nostack, readonly, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("mrs {}, tpidr_el0", out(reg) pointer, options(nostack, nomem, preserves_flags));
+    }
+    pointer
 }
 
-#[inline]
+/// This thread's row, claiming a free one on its first counted call.
+#[inline(always)]
+fn row() -> usize {
+    let me = thread_pointer();
+    // Fibonacci hashing: the top bits of a multiple, one multiply and a shift.
+    let start =
+        me.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - (ROWS - 1).trailing_zeros());
+    if OWNERS[start].load(Relaxed) == me {
+        return start;
+    }
+    claim_row(me, start)
+}
+
+#[cold]
+fn claim_row(me: usize, start: usize) -> usize {
+    for step in 0..ROWS - 1 {
+        let at = (start + step) % (ROWS - 1);
+        match OWNERS[at].compare_exchange(0, me, Relaxed, Relaxed) {
+            Ok(_) => return at,
+            Err(owner) if owner == me => return at,
+            Err(_) => {}
+        }
+    }
+    ROWS - 1
+}
+
+/// Counts one call. On the counted-only path of every wrapper: a few
+/// instructions, no locked one unless the rows ran out.
+#[inline(always)]
 pub(crate) fn count_call(func: Func) {
-    let row = ROW
-        .try_with(|cell| {
-            let row = cell.get();
-            if row != 0 {
-                return row - 1;
-            }
-            let row = NEXT_ROW.fetch_add(1, Relaxed).min(ROWS - 1);
-            cell.set(row + 1);
-            row
-        })
-        .unwrap_or(ROWS - 1);
+    let row = row();
     let counter = &CALLS[row].0[func as usize];
     if row < ROWS - 1 {
         counter.store(counter.load(Relaxed) + 1, Relaxed);
@@ -72,11 +107,21 @@ pub(crate) fn count_fault(func: Func) {
 
 /// A fork child counts only its own calls, and writes its own line.
 pub(crate) fn reset_in_child() {
-    let used = NEXT_ROW.load(Relaxed).min(ROWS);
-    for row in CALLS.iter().take(used.max(1)).chain(CALLS.last()) {
-        for counter in &row.0 {
-            counter.store(0, Relaxed);
+    // Only the forking thread lives on in the child: every row but its own
+    // is free again, and every count starts from zero.
+    let me = thread_pointer();
+    for (owner, row) in OWNERS.iter().zip(&CALLS) {
+        if owner.load(Relaxed) != 0 {
+            for counter in &row.0 {
+                counter.store(0, Relaxed);
+            }
         }
+        if owner.load(Relaxed) != me {
+            owner.store(0, Relaxed);
+        }
+    }
+    for counter in &CALLS[ROWS - 1].0 {
+        counter.store(0, Relaxed);
     }
     for counters in [&DELAYED, &DELAY_NANOS, &FAULTS] {
         for counter in counters {

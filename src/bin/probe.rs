@@ -229,6 +229,25 @@ fn calls(n: u64) -> Result<()> {
     Ok(())
 }
 
+/// `n` one-byte pwrite64 calls on a regular file in `dir`, from `threads`
+/// threads (each its own `n`): calls whose effect other processes see, for
+/// the strategy, replay and budget tests.
+fn writes(dir: &str, n: u64, threads: u64) -> Result<()> {
+    let file = std::fs::File::create(format!("{dir}/writes"))?;
+    let fd = file.as_raw_fd();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for i in 0..n {
+                    // SAFETY: a valid descriptor and buffer.
+                    unsafe { pwrite64(fd, b"x".as_ptr().cast(), 1, i as i64) };
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
 /// Forks `n` children that each make five fcntl64 calls.
 fn fork_children(n: u64) -> Result<()> {
     calls(1)?;
@@ -325,7 +344,15 @@ fn passthrough(dir: &str, n: u64) -> Result<()> {
     let write = best(&|| unsafe {
         std::hint::black_box(pwrite64(fd, b"x".as_ptr().cast(), 1, 0));
     });
-    println!("fcntl64_getfl_ns={getfl:.2} pwrite64_ns={write:.2}");
+    let plain_write = best(&|| unsafe {
+        std::hint::black_box(libc::write(fd, b"x".as_ptr().cast(), 1));
+    });
+    let unlock = best(&|| unsafe {
+        std::hint::black_box(libc::flock(fd, libc::LOCK_UN));
+    });
+    println!(
+        "fcntl64_getfl_ns={getfl:.2} pwrite64_ns={write:.2} write_ns={plain_write:.2} flock_un_ns={unlock:.2}"
+    );
     Ok(())
 }
 
@@ -385,12 +412,13 @@ fn main() -> Result<()> {
     match arg(1)? {
         "errno" => errno_cases(arg(2)?),
         "calls" => calls(number(2)?),
+        "writes" => writes(arg(2)?, number(3)?, number(4).unwrap_or(1)),
         "fork-children" => fork_children(number(2)?),
         "fork-under-load" => fork_under_load(arg(2)?, number(3)?),
         "passthrough" => passthrough(arg(2)?, number(3)?),
         "signals" => signals(arg(2)?),
         other => bail!(
-            "unknown subcommand {other}; use errno DIR | calls N | fork-children N | \
+            "unknown subcommand {other}; use errno DIR | calls N | writes DIR N [THREADS] | fork-children N | \
              fork-under-load DIR N | passthrough DIR N | signals DIR"
         ),
     }

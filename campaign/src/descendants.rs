@@ -1,0 +1,237 @@
+//! Every process a run started, wherever it went. Killing the run's
+//! process group misses a daemon that called `setsid` or forked twice, so
+//! each run carries a marker variable that its descendants inherit, the
+//! runner becomes a child subreaper (orphans are reparented to it, not to
+//! init), and when a run ends every live process of its group or with its
+//! marker is killed and the orphans are reaped.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Set in each run's environment to `CAMPAIGN_PID.RUN_INDEX`. Not a
+/// `DELAYSHIM_*` name: the shim refuses variables it does not know.
+pub const RUN_MARKER_VAR: &str = "_DELAYSHIM_RUN";
+
+/// The value of [`RUN_MARKER_VAR`] for run `index` of this process's campaign.
+pub fn run_marker(index: u64) -> String {
+    format!("{}.{index}", std::process::id())
+}
+
+/// Spawns runs and reaps the orphans they leave. A child subreaper gets
+/// every orphaned descendant as its child, so it must wait for them, but
+/// never for a run's own process, which its thread waits for.
+#[derive(Debug, Default)]
+pub struct Reaper {
+    /// Run processes that their threads will wait for.
+    leaders: Mutex<HashSet<libc::pid_t>>,
+}
+
+impl Reaper {
+    /// Makes this process the subreaper of everything it starts from now on.
+    pub fn new() -> io::Result<Reaper> {
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes an int flag and nothing else.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Reaper::default())
+    }
+
+    /// Spawns a run's process, registered before it can exit and become a
+    /// zombie that [`Reaper::reap_orphans`] would take.
+    pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command.spawn()?;
+        leaders.insert(child.id() as libc::pid_t);
+        Ok(child)
+    }
+
+    /// The run's process has been waited for.
+    pub fn release(&self, child: &Child) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        leaders.remove(&(child.id() as libc::pid_t));
+    }
+
+    /// Waits for every zombie child that is not a run's own process.
+    pub fn reap_orphans(&self) {
+        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::process::id() as libc::pid_t;
+        for process in processes() {
+            if process.ppid == me && process.zombie && !leaders.contains(&process.pid) {
+                let mut status = 0;
+                // SAFETY: waits for one specific child of ours, without blocking.
+                unsafe { libc::waitpid(process.pid, &mut status, libc::WNOHANG) };
+            }
+        }
+    }
+
+    /// Kills every live process of `group` or carrying `marker`, until none
+    /// is left (a dying process may fork once more) or two seconds pass.
+    /// Returns how many distinct processes were killed.
+    pub fn kill_leftovers(&self, group: libc::pid_t, marker: &str) -> usize {
+        let mut killed = BTreeSet::new();
+        let start = Instant::now();
+        loop {
+            self.reap_orphans();
+            let alive: Vec<libc::pid_t> = processes()
+                .filter(|p| !p.zombie && (p.pgrp == group || has_marker(p.pid, marker)))
+                .map(|p| p.pid)
+                .collect();
+            if alive.is_empty() || start.elapsed() > Duration::from_secs(2) {
+                // What died since the reaping above is a zombie now.
+                self.reap_orphans();
+                return killed.len();
+            }
+            for pid in alive {
+                // SAFETY: kill signals one process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed.insert(pid);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills `group` and waits, up to a second, until none of its members
+    /// is alive: a killed run's processes must be gone when it is reported.
+    pub fn kill_group(&self, group: libc::pid_t) {
+        let start = Instant::now();
+        loop {
+            // SAFETY: kill with a negative pid signals that process group only.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            self.reap_orphans();
+            let alive = processes().any(|p| !p.zombie && p.pgrp == group);
+            if !alive || start.elapsed() > Duration::from_secs(1) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// What /proc/PID/stat says about one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessInfo {
+    pid: libc::pid_t,
+    ppid: libc::pid_t,
+    pgrp: libc::pid_t,
+    zombie: bool,
+}
+
+fn processes() -> impl Iterator<Item = ProcessInfo> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            parse_stat(pid, &stat)
+        })
+}
+
+/// `PID (COMM) STATE PPID PGRP ...`; COMM may hold spaces and parentheses.
+fn parse_stat(pid: libc::pid_t, stat: &str) -> Option<ProcessInfo> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(ProcessInfo {
+        pid,
+        ppid,
+        pgrp,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Whether the process's environment (as it was at exec) holds the marker.
+fn has_marker(pid: libc::pid_t, marker: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{RUN_MARKER_VAR}={marker}");
+    environ
+        .split(|&b| b == 0)
+        .any(|entry| entry == wanted.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_names_parse() {
+        let info = parse_stat(42, "42 (a) b (c)) S 7 42 42 0 -1").unwrap();
+        assert_eq!((info.ppid, info.pgrp, info.zombie), (7, 42, false));
+        assert!(parse_stat(9, "9 (x) Z 1 9 9").unwrap().zombie);
+        assert_eq!(parse_stat(9, "garbage"), None);
+    }
+
+    /// One reaper for the tests, as for a campaign: a second one would
+    /// reap the first one's run processes as orphans.
+    fn reaper() -> &'static Reaper {
+        static REAPER: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
+        REAPER.get_or_init(|| Reaper::new().expect("becoming a subreaper"))
+    }
+
+    #[test]
+    fn a_marked_process_is_found_and_killed() {
+        let reaper = reaper();
+        let marker = format!("test.{}", std::process::id());
+        let mut child = reaper
+            .spawn(
+                Command::new("sleep")
+                    .arg("30")
+                    .env(RUN_MARKER_VAR, &marker)
+                    .process_group(0),
+            )
+            .unwrap();
+        // Wait until exec has replaced the environment we can read.
+        let start = Instant::now();
+        while !has_marker(child.id() as i32, &marker) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "marker never seen"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!has_marker(child.id() as i32, "other"));
+        assert_eq!(reaper.kill_leftovers(-1, &marker), 1);
+        assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
+        reaper.release(&child);
+    }
+
+    #[test]
+    fn a_daemon_is_killed_and_reaped_by_the_subreaper() {
+        let reaper = reaper();
+        let marker = format!("daemon.{}", std::process::id());
+        let mut child = reaper
+            .spawn(
+                Command::new("sh")
+                    .args(["-c", "setsid tail -f /dev/null & exit 0"])
+                    .env(RUN_MARKER_VAR, &marker)
+                    .process_group(0),
+            )
+            .unwrap();
+        child.wait().unwrap();
+        reaper.release(&child);
+        let start = Instant::now();
+        while !processes().any(|p| !p.zombie && has_marker(p.pid, &marker)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the daemon never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reaper.kill_leftovers(child.id() as libc::pid_t, &marker), 1);
+        let me = std::process::id() as libc::pid_t;
+        let zombie_tails = processes().filter(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
+            p.ppid == me && p.zombie && comm.trim() == "tail"
+        });
+        assert_eq!(zombie_tails.count(), 0, "the orphan was reaped");
+    }
+
+    use std::os::unix::process::CommandExt as _;
+}

@@ -1,0 +1,37 @@
+//! The library behind the `delayshim` command, one module per part the
+//! subcommands share, each testable without the command:
+//!
+//! - [`plan`]: a campaign's runs, seeds, shards and per-run settings;
+//! - [`run`]: one run under the shim (process group, timeout, outcome),
+//!   with [`descendants`] killing whatever it leaves running;
+//! - [`campaign`]: many runs, `--jobs` at a time, with [`report`]'s lines
+//!   and summary;
+//! - [`inspect`]: what the shim can do beneath a program, from its ELF files;
+//! - [`preload`]: `LD_PRELOAD` and the shim's own check of the settings;
+//! - [`stats`]: the shim's statistics lines, summed;
+//! - [`merge`]: several campaigns' output directories in one report;
+//! - [`portfolio`]: `--strategy auto`'s settings for each run;
+//! - [`replay`]: a run again, its recorded delays replayed;
+//! - [`minimize`]: the fewest recorded delays that still fail, explained
+//!   with [`symbols`]' names for call sites;
+//! - [`shim_file`]: where the command keeps the shim it carries.
+
+pub mod campaign;
+pub mod descendants;
+pub mod inspect;
+pub mod merge;
+pub mod minimize;
+pub mod plan;
+pub mod portfolio;
+pub mod preload;
+pub mod replay;
+pub mod report;
+pub mod run;
+pub mod shim_file;
+pub mod stats;
+pub mod symbols;
+
+pub use campaign::{run_campaign, Campaign};
+pub use inspect::{inspect, resolve, FuncSelection, Inspection};
+pub use plan::{Plan, RunPlan, Shard};
+pub use stats::{Counts, StatsTable};

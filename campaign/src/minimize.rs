@@ -1,0 +1,427 @@
+//! Explaining a failure: shrink a failing run's recorded delays to the few
+//! that still make it fail, by delta debugging over the record, and say
+//! which calls, processes, threads and call sites they are.
+//!
+//! Scheduling is not deterministic, so a candidate set "fails" when at
+//! least `threshold` of `tries` replays fail. Replays stop early once the
+//! verdict is certain either way.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::symbols::Symbolizer;
+
+/// How minimizing decides that a set of delays still fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Replays of each candidate.
+    pub tries: u32,
+    /// The share of them that must fail.
+    pub threshold: f64,
+    /// Replays of each of the three sets whose rates the explanation gives.
+    pub rate_tries: u32,
+}
+
+impl Default for Options {
+    /// 3 of 6 replays: a set that fails half the time passes this test
+    /// two times in three; one that never fails, never. The rates are
+    /// measured over 20 replays each.
+    fn default() -> Options {
+        Options {
+            tries: 6,
+            threshold: 0.5,
+            rate_tries: 20,
+        }
+    }
+}
+
+/// A failing run's record, split into its lines.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `process ...` lines: every candidate keeps them.
+    pub processes: Vec<String>,
+    /// `call ...` lines: the delays and faults to minimize.
+    pub calls: Vec<String>,
+}
+
+impl Record {
+    pub fn read(path: &Path) -> Result<Record> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the run's record {}", path.display()))?;
+        let mut record = Record {
+            processes: Vec::new(),
+            calls: Vec::new(),
+        };
+        for line in text.lines() {
+            match line.split(' ').next() {
+                Some("process") => record.processes.push(line.to_owned()),
+                Some("call") => record.calls.push(line.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(record)
+    }
+
+    /// Writes the process lines and the chosen calls as a replay file.
+    pub fn write_subset(&self, calls: &[usize], path: &Path) -> Result<()> {
+        let mut text = String::new();
+        for line in self
+            .processes
+            .iter()
+            .chain(calls.iter().map(|&i| &self.calls[i]))
+        {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Replays a candidate file and says whether the program failed.
+pub trait Replayer {
+    /// Runs the program once with `DELAYSHIM_REPLAY=replay` (or with
+    /// delays off when `replay` is `None`); true if it failed.
+    fn fails(&mut self, replay: Option<&Path>) -> Result<bool>;
+}
+
+/// What minimizing found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Indices into [`Record::calls`].
+    pub kept: Vec<usize>,
+    pub recorded: usize,
+    pub replays: u64,
+    /// Failures out of `rate_tries` with no delays, the whole record, the kept set.
+    pub rates: [u32; 3],
+    pub rate_tries: u32,
+    /// The replay file holding the kept set.
+    pub minimal: PathBuf,
+}
+
+/// Shrinks `record` to a small set of calls that still fails.
+pub fn minimize(
+    record: &Record,
+    dir: &Path,
+    replayer: &mut dyn Replayer,
+    options: Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let candidate = dir.join("candidate.txt");
+    let needed = (f64::from(options.tries) * options.threshold)
+        .ceil()
+        .max(1.0) as u32;
+    let mut replays = 0u64;
+    let mut still_fails = |calls: &[usize], replays: &mut u64| -> Result<bool> {
+        record.write_subset(calls, &candidate)?;
+        let mut failures = 0;
+        for done in 0..options.tries {
+            if failures >= needed {
+                break;
+            }
+            if failures + (options.tries - done) < needed {
+                break;
+            }
+            *replays += 1;
+            if replayer.fails(Some(&candidate))? {
+                failures += 1;
+            }
+        }
+        Ok(failures >= needed)
+    };
+    let all: Vec<usize> = (0..record.calls.len()).collect();
+    progress(&format!(
+        "checking that the whole record ({} delays) fails again",
+        all.len()
+    ));
+    if !still_fails(&all, &mut replays)? {
+        bail!(
+            "the whole record fails fewer than {needed} of {} replays: nothing to minimize (try more --tries, or a run that fails more reliably)",
+            options.tries
+        );
+    }
+    let kept = ddmin(all, |subset| {
+        progress(&format!(
+            "trying {} of {} delays ({replays} replays so far)",
+            subset.len(),
+            record.calls.len()
+        ));
+        still_fails(subset, &mut replays)
+    })?;
+    let minimal = dir.join("minimal.txt");
+    record.write_subset(&kept, &minimal)?;
+    let full = dir.join("full.txt");
+    record.write_subset(&(0..record.calls.len()).collect::<Vec<_>>(), &full)?;
+    let mut rates = [0u32; 3];
+    for (slot, replay) in [
+        (0, None),
+        (1, Some(full.as_path())),
+        (2, Some(minimal.as_path())),
+    ] {
+        progress(&format!(
+            "measuring the failure rate of {} over {} replays",
+            ["no delays", "the whole record", "the minimal set"][slot],
+            options.rate_tries
+        ));
+        for _ in 0..options.rate_tries {
+            replays += 1;
+            if replayer.fails(replay)? {
+                rates[slot] += 1;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&candidate);
+    Ok(Outcome {
+        kept,
+        recorded: record.calls.len(),
+        replays,
+        rates,
+        rate_tries: options.rate_tries,
+        minimal,
+    })
+}
+
+/// Zeller's delta debugging: the smallest subset (1-minimal) of `items`
+/// for which `fails` holds, given that it holds for all of them.
+pub fn ddmin<T: Clone>(
+    mut items: Vec<T>,
+    mut fails: impl FnMut(&[T]) -> Result<bool>,
+) -> Result<Vec<T>> {
+    let mut n = 2usize;
+    while items.len() >= 2 {
+        let chunk = items.len().div_ceil(n);
+        let chunks: Vec<Vec<T>> = items.chunks(chunk).map(<[T]>::to_vec).collect();
+        let mut reduced = false;
+        for part in &chunks {
+            if fails(part)? {
+                items = part.clone();
+                n = 2;
+                reduced = true;
+                break;
+            }
+        }
+        if !reduced && chunks.len() > 2 {
+            for skip in 0..chunks.len() {
+                let complement: Vec<T> = chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .flat_map(|(_, c)| c.iter().cloned())
+                    .collect();
+                if fails(&complement)? {
+                    items = complement;
+                    n = (n - 1).max(2);
+                    reduced = true;
+                    break;
+                }
+            }
+        }
+        if !reduced {
+            if n >= items.len() {
+                break;
+            }
+            n = (2 * n).min(items.len());
+        }
+    }
+    if items.len() == 1 && fails(&[])? {
+        items.clear();
+    }
+    Ok(items)
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(' ')
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Undoes the shim's `\xNN` escapes.
+pub fn unescape(word: &str) -> Vec<u8> {
+    let bytes = word.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
+            if let Some(value) = bytes
+                .get(i + 2..i + 4)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A record line as a person reads it.
+pub fn describe_call(line: &str, record: &Record, symbols: &mut Symbolizer) -> String {
+    let proc = field(line, "proc").unwrap_or("?");
+    let command = record
+        .processes
+        .iter()
+        .find(|p| field(p, "proc") == Some(proc))
+        .and_then(|p| field(p, "cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&unescape(c))
+                .split('\0')
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "?".into());
+    let function = field(line, "fn").unwrap_or("?");
+    let mut args: Vec<String> = Vec::new();
+    if let Some(cmd) = field(line, "cmd") {
+        args.push(cmd.replace('|', " | "));
+    }
+    if let Some(lock) = field(line, "lock") {
+        args.push(lock.to_owned());
+    }
+    let mut text = format!("`{function}({})`", args.join(", "));
+    if let Some(path) = field(line, "path") {
+        let _ = write!(text, " on `{}`", String::from_utf8_lossy(&unescape(path)));
+    }
+    if let Some(other) = field(line, "other") {
+        let _ = write!(text, " and `{}`", String::from_utf8_lossy(&unescape(other)));
+    }
+    let thread = field(line, "thread").unwrap_or("?");
+    let _ = write!(text, " in `{command}` (process {proc}, thread {thread})");
+    if let Some(site) = field(line, "site") {
+        let site = String::from_utf8_lossy(&unescape(site)).into_owned();
+        let named = site.rsplit_once("+0x").and_then(|(object, offset)| {
+            let offset = u64::from_str_radix(offset, 16).ok()?;
+            let name = symbols.name(Path::new(object), offset)?;
+            Some(format!("{name} in {object}"))
+        });
+        let _ = write!(text, ", called from {}", named.unwrap_or(site));
+    }
+    let micros = |name| {
+        field(line, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1000
+    };
+    let (before, after) = (micros("before_ns"), micros("after_ns"));
+    if before > 0 {
+        let _ = write!(text, ": sleep {before} us before the call");
+    }
+    if after > 0 {
+        let _ = write!(
+            text,
+            "{} {after} us after it",
+            if before > 0 { ", and" } else { ": sleep" }
+        );
+    }
+    if let Some(fault) = field(line, "fault") {
+        let _ = write!(text, "; injected fault {fault}");
+    }
+    text
+}
+
+/// The explanation, as Markdown.
+pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> String {
+    let mut symbols = Symbolizer::new();
+    let mut text = String::from("# Why this run failed\n\n");
+    let _ = writeln!(
+        text,
+        "Of the {} delays recorded, these {} still make the program fail:\n",
+        outcome.recorded,
+        outcome.kept.len()
+    );
+    for &index in &outcome.kept {
+        let _ = writeln!(
+            text,
+            "- {}",
+            describe_call(&record.calls[index], record, &mut symbols)
+        );
+    }
+    let rate = |n: u32| format!("{n} of {}", outcome.rate_tries);
+    let _ = writeln!(
+        text,
+        "\n| replayed | fails |\n| --- | --- |\n| no delays | {} |\n| the whole record ({} delays) | {} |\n| the minimal set ({} delays) | {} |\n",
+        rate(outcome.rates[0]),
+        outcome.recorded,
+        rate(outcome.rates[1]),
+        outcome.kept.len(),
+        rate(outcome.rates[2]),
+    );
+    let _ = writeln!(
+        text,
+        "Minimizing took {} replays. Replay the minimal set:\n\n```sh\n{replay_command}\n```",
+        outcome.replays
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddmin_finds_the_pair_that_matters() {
+        let items: Vec<u32> = (0..100).collect();
+        let mut tests = 0;
+        let kept = ddmin(items, |subset| {
+            tests += 1;
+            Ok(subset.contains(&17) && subset.contains(&83))
+        })
+        .unwrap();
+        assert_eq!(kept, [17, 83]);
+        assert!(tests <= 80, "{tests} tests");
+    }
+
+    #[test]
+    fn ddmin_of_a_single_needed_item() {
+        let kept = ddmin((0..37).collect(), |s: &[u32]| Ok(s.contains(&36))).unwrap();
+        assert_eq!(kept, [36]);
+    }
+
+    /// A program that fails (in every replay) when delays 3 and 7 are there.
+    struct Fake {
+        replays: u64,
+    }
+
+    impl Replayer for Fake {
+        fn fails(&mut self, replay: Option<&Path>) -> Result<bool> {
+            self.replays += 1;
+            let Some(replay) = replay else {
+                return Ok(false);
+            };
+            let text = std::fs::read_to_string(replay)?;
+            Ok(text.contains("index=3 ") && text.contains("index=7 "))
+        }
+    }
+
+    #[test]
+    fn minimize_keeps_what_the_failure_needs_and_measures_rates() {
+        let dir = std::env::temp_dir().join(format!("minimize-test-{}", std::process::id()));
+        let record = Record {
+            processes: vec!["process proc=0x1 pid=1 ppid=0 funcs=write cmdline=prog\\x00arg".into()],
+            calls: (0..10)
+                .map(|i| {
+                    format!("call proc=0x1 thread=0 index={i} fn=fcntl64 before_ns=2000000 after_ns=0 cmd=F_SETLK lock=F_UNLCK path=/tmp/a\\x20b pid=1")
+                })
+                .collect(),
+        };
+        let mut fake = Fake { replays: 0 };
+        let outcome = minimize(&record, &dir, &mut fake, Options::default(), &mut |_| {}).unwrap();
+        assert_eq!(outcome.kept, [3, 7]);
+        assert_eq!(outcome.rates, [0, 20, 20]);
+        let text = explanation(&record, &outcome, "replay it");
+        assert!(
+            text.contains("`fcntl64(F_SETLK, F_UNLCK)` on `/tmp/a b` in `prog arg`"),
+            "{text}"
+        );
+        assert!(text.contains("sleep 2000 us before the call"), "{text}");
+        assert!(
+            text.contains("| the minimal set (2 delays) | 20 of 20 |"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

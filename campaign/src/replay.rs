@@ -1,0 +1,241 @@
+//! Running a program again exactly as a campaign's run did, with its
+//! recorded delays replayed (`DELAYSHIM_REPLAY`): for `fuzz --confirm` and
+//! for `minimize`. A run's directory keeps what that needs in `run.json`.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::descendants::Reaper;
+use crate::report::shell_word;
+
+/// A run's program, environment and directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// Every variable the campaign set for the run (LD_PRELOAD, settings,
+    /// seed and files).
+    pub env: Vec<(String, OsString)>,
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+}
+
+fn bytes(value: &OsString) -> serde_json::Value {
+    // Hex keeps any bytes; the shell line below shows them to people.
+    serde_json::Value::String(
+        value
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+fn unhex(value: &serde_json::Value) -> Option<OsString> {
+    let text = value.as_str()?;
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some(OsString::from_vec(bytes?))
+}
+
+impl Invocation {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::json!({
+            "program": bytes(&self.program),
+            "args": self.args.iter().map(bytes).collect::<Vec<_>>(),
+            "env": self.env.iter().map(|(k, v)| serde_json::json!([k, bytes(v)])).collect::<Vec<_>>(),
+            "cwd": bytes(&self.cwd.clone().into_os_string()),
+            "timeout_seconds": self.timeout.as_secs_f64(),
+            "shell": self.shell_line(&[]),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<Invocation> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {}: not the directory of a run of delayshim fuzz",
+                path.display()
+            )
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let parse = || -> Option<Invocation> {
+            Some(Invocation {
+                program: unhex(&json["program"])?,
+                args: json["args"]
+                    .as_array()?
+                    .iter()
+                    .map(unhex)
+                    .collect::<Option<_>>()?,
+                env: json["env"]
+                    .as_array()?
+                    .iter()
+                    .map(|pair| Some((pair[0].as_str()?.to_owned(), unhex(&pair[1])?)))
+                    .collect::<Option<_>>()?,
+                cwd: PathBuf::from(unhex(&json["cwd"])?),
+                timeout: Duration::try_from_secs_f64(json["timeout_seconds"].as_f64()?).ok()?,
+            })
+        };
+        match parse() {
+            Some(invocation) => Ok(invocation),
+            None => bail!(
+                "{} is not a run description of delayshim fuzz",
+                path.display()
+            ),
+        }
+    }
+
+    /// The environment with `changes` applied (`None` removes a variable).
+    fn env_with(&self, changes: &[(&str, Option<&OsString>)]) -> Vec<(String, OsString)> {
+        let mut env: Vec<(String, OsString)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+            .cloned()
+            .collect();
+        env.extend(
+            changes
+                .iter()
+                .filter_map(|(k, v)| Some(((*k).to_owned(), (*v)?.clone()))),
+        );
+        env
+    }
+
+    /// The shell command that runs the program with `changes`.
+    pub fn shell_line(&self, changes: &[(&str, Option<&OsString>)]) -> String {
+        let mut line = format!("cd {} && ", shell_word(self.cwd.as_os_str().as_bytes()));
+        for (name, value) in self.env_with(changes) {
+            line.push_str(&format!("{name}={} ", shell_word(value.as_bytes())));
+        }
+        let words: Vec<String> = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|w| shell_word(w.as_bytes()))
+            .collect();
+        line + &words.join(" ")
+    }
+
+    /// The changes that replay `replay` (or turn delays off for `None`):
+    /// nothing is recorded, and statistics and the log go nowhere.
+    pub fn replay_changes(replay: Option<&OsString>) -> Vec<(&'static str, Option<&OsString>)> {
+        vec![
+            ("DELAYSHIM_REPLAY", replay),
+            ("DELAYSHIM_RECORD", None),
+            ("DELAYSHIM_STATS", None),
+            ("DELAYSHIM_LOG", None),
+        ]
+    }
+
+    /// Runs the program once, replaying `replay` (no delays at all for
+    /// `None`); true if it failed: a non-zero exit, a signal, or still
+    /// running at the timeout (its process group is then killed).
+    pub fn fails(&self, replay: Option<&Path>) -> Result<bool> {
+        self.fails_beside(replay, None)
+    }
+
+    /// As [`Invocation::fails`], in a campaign whose `reaper` waits for
+    /// orphans: the replay's process is registered with it, so that no
+    /// other thread reaps it first.
+    pub fn fails_beside(&self, replay: Option<&Path>, reaper: Option<&Reaper>) -> Result<bool> {
+        let replay = replay.map(|p| p.as_os_str().to_owned());
+        let enable_off = OsString::from("0");
+        let mut changes = Invocation::replay_changes(replay.as_ref());
+        if replay.is_none() {
+            changes.push(("DELAYSHIM_ENABLE", Some(&enable_off)));
+        }
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                let k = k.as_bytes();
+                !k.starts_with(b"DELAYSHIM_") && k != b"LD_PRELOAD"
+            }))
+            .envs(self.env_with(&changes))
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = match reaper {
+            Some(reaper) => reaper.spawn(&mut command),
+            None => command.spawn(),
+        }
+        .with_context(|| format!("starting {}", self.program.to_string_lossy()))?;
+        let group = child.id() as libc::pid_t;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if start.elapsed() >= self.timeout {
+                break None;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        };
+        // SAFETY: a negative pid signals that process group only.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = child.wait();
+        if let Some(reaper) = reaper {
+            reaper.release(&child);
+        }
+        Ok(match status {
+            Some(status) => status.code() != Some(0) || status.signal().is_some(),
+            None => true,
+        })
+    }
+}
+
+impl crate::minimize::Replayer for Invocation {
+    fn fails(&mut self, replay: Option<&Path>) -> Result<bool> {
+        Invocation::fails(self, replay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocations_round_trip_and_run() {
+        let dir = std::env::temp_dir().join(format!("invocation-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let invocation = Invocation {
+            program: "sh".into(),
+            args: vec!["-c".into(), "test \"$X\" = 'a b\u{e9}'".into()],
+            env: vec![("X".into(), "a b\u{e9}".into())],
+            cwd: dir.clone(),
+            timeout: Duration::from_secs(10),
+        };
+        let path = dir.join("run.json");
+        invocation.write(&path).unwrap();
+        let read = Invocation::read(&path).unwrap();
+        assert_eq!(read, invocation);
+        assert!(!read.fails(None).unwrap(), "X reached the program");
+        let failing = Invocation {
+            args: vec!["-c".into(), "exit 3".into()],
+            ..invocation.clone()
+        };
+        assert!(failing.fails(None).unwrap());
+        let hanging = Invocation {
+            args: vec!["-c".into(), "sleep 30".into()],
+            timeout: Duration::from_millis(200),
+            ..invocation
+        };
+        assert!(hanging.fails(None).unwrap(), "a hang is a failure");
+        std::fs::write(&path, "{}").unwrap();
+        assert!(Invocation::read(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,213 @@
+//! `delayshim fuzz [OPTIONS] [-- PROGRAM [ARGS]]`: a campaign.
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS};
+use delayshim_campaign::preload::{ld_preload, preflight};
+use delayshim_campaign::report::EXIT_USAGE;
+use delayshim_campaign::{run_campaign, Campaign, Plan, Shard};
+
+use crate::check::{check_before_running, Unfit};
+use crate::settings_args::ShimSettings;
+use crate::shim;
+
+/// Runs a campaign: a program many times under the shim, each run with its own seed.
+///
+/// PROGRAM defaults to the driver beside delayshim (8 workers x 8 threads
+/// incrementing 100 counters). Each run is PASS, FAIL, CRASH, HANG or NO
+/// INJECTION (the shim delayed nothing: the run was not fuzzed); each
+/// failure comes with the command that reproduces it. On a terminal a live
+/// line shows progress and only failures are printed; piped, every run is.
+/// Whatever a run leaves running (a daemon) is killed when it ends.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Runs in the whole campaign (a --shard runs its share of them).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// The campaign's seed: run i uses the i-th SplitMix64 output from it
+    /// (decimal or 0x hex; default: random, and printed).
+    #[arg(long, value_parser = parse_seed)]
+    seed: Option<u64>,
+    /// Runs in parallel. Parallel runs disturb each other's timing; that
+    /// is more fuzzing, not less.
+    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs: u64,
+    /// Seconds a run may take before it is a HANG and everything it started
+    /// is killed.
+    #[arg(long, default_value_t = 300.0, value_parser = parse_seconds)]
+    timeout: f64,
+    /// Go on after a failing run (default: stop starting runs at the first one).
+    #[arg(long)]
+    keep_going: bool,
+    /// Directory for each run's output, statistics and log (default:
+    /// fuzz-out/SEED). A run's old files there are replaced.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only share I of N of the campaign's runs (1 <= I <= N): N
+    /// machines with the same --seed and --runs split it with no overlap.
+    #[arg(long, value_name = "I/N", default_value = "1/1")]
+    shard: Shard,
+    /// Keep every delay in each run's delays.log (DELAYSHIM_LOG).
+    #[arg(long)]
+    log: bool,
+    /// Replays of a failing run's recorded delays, to say how reliably
+    /// they make it fail again (0: none).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    confirm: u32,
+    #[command(flatten)]
+    settings: ShimSettings<true>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
+    command: Vec<OsString>,
+}
+
+/// Thirty days: longer is a mistake, and more than a Duration holds is a panic.
+const MAX_TIMEOUT_SECONDS: f64 = 2_592_000.0;
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_TIMEOUT_SECONDS)
+        .ok_or_else(|| {
+            format!(
+                "expected a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}; got {s:?}"
+            )
+        })
+}
+
+pub fn main(args: Args) -> u8 {
+    match campaign(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("delayshim fuzz: error: {error:#}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn campaign(mut args: Args) -> Result<u8> {
+    let (program, rest) = match args.command.split_first() {
+        Some((program, rest)) => (program.clone(), rest.to_vec()),
+        None => {
+            let exe = std::env::current_exe().context("finding delayshim's own path")?;
+            let driver = exe.with_file_name("driver");
+            anyhow::ensure!(
+                driver.exists(),
+                "no program to fuzz: give one after --, like delayshim fuzz -- PROGRAM ARGS \
+                 (the default, the driver beside delayshim, is not there: {})",
+                driver.display()
+            );
+            (driver.into_os_string(), Vec::new())
+        }
+    };
+    let funcs = args.settings.get("DELAYSHIM_FUNCS");
+    if let Err(unfit) = check_before_running(&program, funcs, "delayshim fuzz") {
+        eprintln!(
+            "delayshim fuzz: {}",
+            match unfit {
+                Unfit::NotFound(why) | Unfit::NotAProgram(why) => why,
+                Unfit::Refused(why) => format!("refusing to fuzz {why}"),
+            }
+        );
+        return Ok(EXIT_USAGE);
+    }
+
+    let shim = shim::path()?;
+    let preload = ld_preload(&shim);
+    // The strategy is a per-run setting, so a campaign can vary it; by
+    // default (auto) each run draws one and its parameters from its seed.
+    let strategy = args
+        .settings
+        .take("DELAYSHIM_STRATEGY")
+        .or_else(|| std::env::var("DELAYSHIM_STRATEGY").ok())
+        .unwrap_or_else(|| AUTO.to_owned());
+    let mut settings = args.settings.env();
+    let mut checked = settings.clone();
+    if strategy != AUTO {
+        checked.push(("DELAYSHIM_STRATEGY".to_owned(), strategy.clone()));
+    }
+    if let Some(message) = preflight(&preload, &checked)? {
+        eprintln!("delayshim fuzz: the shim refuses these settings: {message}");
+        return Ok(EXIT_USAGE);
+    }
+    // Inherited settings apply to the runs too, so the reproduce line names
+    // them; the campaign's own per-run variables are never inherited.
+    let inherited: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("DELAYSHIM_") && !PER_RUN_VARS.contains(&k.as_str()))
+        .filter(|(k, _)| !settings.iter().any(|(s, _)| s == k))
+        .filter(|(k, _)| k != "DELAYSHIM_STRATEGY")
+        .collect();
+    settings.splice(0..0, inherited);
+
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("fuzz-out").join(seed.to_string()));
+    run_campaign(&Campaign {
+        plan: Plan {
+            seed,
+            runs: args.runs,
+            shard: args.shard,
+            strategy: Some(strategy),
+            calibrated_calls: None,
+        },
+        program,
+        args: rest,
+        ld_preload: preload,
+        settings,
+        jobs: args.jobs,
+        timeout: Duration::from_secs_f64(args.timeout),
+        keep_going: args.keep_going,
+        keep_log: args.log,
+        confirm: args.confirm,
+        out,
+        progress: std::io::stdout().is_terminal(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Fuzz {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn options_become_shim_settings_and_campaign_settings() {
+        let fuzz = Fuzz::try_parse_from([
+            "fuzz", "--mean", "50", "--dist", "uniform", "--fcntl", "unlock", "--when", "after",
+            "--seed", "7", "--", "prog", "--flag",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(
+            fuzz.settings.env(),
+            [
+                ("DELAYSHIM_MEAN_US".to_owned(), "50".to_owned()),
+                ("DELAYSHIM_DIST".into(), "uniform".into()),
+                ("DELAYSHIM_WHEN".into(), "after".into()),
+                ("DELAYSHIM_FCNTL".into(), "unlock".into()),
+            ]
+        );
+        assert_eq!(
+            fuzz.seed,
+            Some(7),
+            "--seed is the campaign's, not DELAYSHIM_SEED"
+        );
+        assert_eq!(fuzz.command, ["prog", "--flag"]);
+        assert!(Fuzz::try_parse_from(["fuzz", "--timeout", "0"]).is_err());
+        assert!(Fuzz::try_parse_from(["fuzz", "--shard", "3/2"]).is_err());
+        assert!(
+            Fuzz::try_parse_from(["fuzz", "--stats", "x"]).is_err(),
+            "each run has its own"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! `delayshim run [SETTINGS] -- PROGRAM [ARGS]`: one program under the shim.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+
+use delayshim_campaign::preload::{ld_preload, preflight};
+
+use crate::check::{check_before_running, Unfit};
+use crate::settings_args::ShimSettings;
+use crate::shim;
+
+/// delayshim's own error: a bad option, or a setting the shim refuses.
+pub const EXIT_OWN_ERROR: u8 = 125;
+/// The program was found but cannot run under the shim.
+pub const EXIT_CANNOT_RUN: u8 = 126;
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Runs one program under the shim.
+///
+/// Every setting is an option. The shim goes first in LD_PRELOAD, the
+/// program is checked as `delayshim check` does and the settings by the
+/// shim itself before the program starts; delayshim then becomes the
+/// program (exec), so its exit status is the program's.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    settings: ShimSettings<false>,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
+    command: Vec<OsString>,
+}
+
+pub fn main(args: Args) -> u8 {
+    let error = |status: u8, message: String| {
+        eprintln!("delayshim run: {message}");
+        status
+    };
+    let (program, rest) = args.command.split_first().expect("clap requires a program");
+    let funcs = args.settings.get("DELAYSHIM_FUNCS");
+    if let Err(unfit) = check_before_running(program, funcs, "delayshim run") {
+        return match unfit {
+            Unfit::NotFound(why) => error(EXIT_NOT_FOUND, why),
+            Unfit::NotAProgram(why) => error(EXIT_CANNOT_RUN, why),
+            Unfit::Refused(why) => error(EXIT_CANNOT_RUN, format!("refusing to run {why}")),
+        };
+    }
+    let shim = match shim::path() {
+        Ok(shim) => shim,
+        Err(e) => return error(EXIT_OWN_ERROR, format!("error: {e:#}")),
+    };
+    let preload = ld_preload(&shim);
+    let settings = args.settings.env();
+    match preflight(&preload, &settings) {
+        Ok(None) => {}
+        Ok(Some(message)) => {
+            return error(
+                EXIT_OWN_ERROR,
+                format!("the shim refuses these settings: {message}"),
+            )
+        }
+        Err(e) => return error(EXIT_OWN_ERROR, format!("error: {e:#}")),
+    }
+    let exec_error = std::process::Command::new(program)
+        .args(rest)
+        .env("LD_PRELOAD", preload)
+        .envs(settings)
+        .exec();
+    error(
+        EXIT_CANNOT_RUN,
+        format!("cannot run {}: {exec_error}", program.to_string_lossy()),
+    )
+}

@@ -1,0 +1,201 @@
+/* Hosts that broke earlier shims: each mode is a way real programs use
+ * the calls the shim interposes, from signal handlers, on alternate
+ * stacks, with long paths, with reused descriptor numbers, with blocking
+ * locks interrupted by signals. Prints what the test checks; exits 0
+ * when the program itself saw nothing wrong. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int data_fd = -1;
+static volatile sig_atomic_t ticks;
+
+static void *churn(void *arg) {
+    (void)arg;
+    for (;;) {
+        void *p = malloc(1 + rand() % 4096);
+        free(p);
+    }
+    return NULL;
+}
+
+static void timer(long usec, int repeat) {
+    struct itimerval it = {{0, repeat ? usec : 0}, {0, usec}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void on_alarm_exit(int sig) {
+    (void)sig;
+    _exit(0);
+}
+
+/* The main thread and a second one allocate; SIGALRM's handler calls
+ * _exit while one of them is inside malloc. */
+static int exit_in_handler(void) {
+    pthread_t thread;
+    pthread_create(&thread, NULL, churn, NULL);
+    signal(SIGALRM, on_alarm_exit);
+    timer(2000, 0);
+    churn(NULL);
+    return 1;
+}
+
+static void on_alarm_io(int sig) {
+    (void)sig;
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = 1};
+    pwrite(data_fd, "x", 1, 0);
+    fcntl(data_fd, F_SETLK, &lock);
+    lock.l_type = F_UNLCK;
+    fcntl(data_fd, F_SETLK, &lock);
+    fsync(data_fd);
+    ticks++;
+}
+
+/* A 1 ms timer whose handler writes, locks and syncs while the main
+ * thread allocates. */
+static int handler_io(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/handler-io.db", dir);
+    data_fd = open(path, O_CREAT | O_RDWR, 0600);
+    struct sigaction sa = {.sa_handler = on_alarm_io, .sa_flags = SA_RESTART};
+    sigaction(SIGALRM, &sa, NULL);
+    timer(1000, 1);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        for (int i = 0; i < 1000; i++) free(malloc(1 + rand() % 8192));
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < 300);
+    timer(0, 0);
+    printf("handler ran %d times\n", (int)ticks);
+    return ticks > 0 ? 0 : 1;
+}
+
+/* The handler runs on the smallest alternate stack the system allows. */
+static int altstack(const char *dir) {
+    long size = sysconf(_SC_MINSIGSTKSZ);
+    if (size < MINSIGSTKSZ) size = MINSIGSTKSZ;
+    unsigned char *memory = malloc(size);
+    memset(memory, 0xa5, size);
+    stack_t stack = {.ss_sp = memory, .ss_size = size};
+    if (sigaltstack(&stack, NULL) != 0) return 2;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/altstack.db", dir);
+    data_fd = open(path, O_CREAT | O_RDWR, 0600);
+    struct sigaction sa = {.sa_handler = on_alarm_io, .sa_flags = SA_ONSTACK | SA_RESTART};
+    sigaction(SIGUSR1, &sa, NULL);
+    for (int i = 0; i < 20; i++) raise(SIGUSR1);
+    long untouched = 0;
+    while (untouched < size && memory[untouched] == 0xa5) untouched++;
+    printf("alternate stack of %ld bytes, %ld used, handler ran %d times\n", size, size - untouched, (int)ticks);
+    return ticks == 20 ? 0 : 1;
+}
+
+/* A delayed, logged call on a file whose path is about 4000 bytes, and
+ * one whose name holds a newline. */
+static int long_path(const char *dir) {
+    char path[8192];
+    size_t len = (size_t)snprintf(path, sizeof path, "%s", dir);
+    while (len < 4000) {
+        len += (size_t)snprintf(path + len, sizeof path - len, "/%s", "d123456789012345678901234567890123456789012345678901234567890123456789");
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) return 2;
+    }
+    snprintf(path + len, sizeof path - len, "/file");
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    if (fd < 0) return 2;
+    pwrite(fd, "x", 1, 0);
+    fsync(fd);
+    close(fd);
+    snprintf(path, sizeof path, "%s/new\nline delayshim pid=1 fn=forged", dir);
+    fd = open(path, O_CREAT | O_RDWR, 0600);
+    pwrite(fd, "x", 1, 0);
+    fsync(fd);
+    close(fd);
+    printf("path of %zu bytes\n", len + 5);
+    return 0;
+}
+
+/* Closes every descriptor from 3 up, as closefrom does, then puts its own
+ * data file on every number up to 1023 and writes through them. */
+static int reuse_fds(const char *dir) {
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/host-data", dir);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    for (int n = 3; n < 1024; n++)
+        if (n != fd) dup2(fd, n);
+    for (int i = 0; i < 10; i++) {
+        pwrite(fd, "host\n", 5, i * 5);
+        fsync(fd);
+    }
+    return 0;
+}
+
+static void on_alarm_nothing(int sig) { (void)sig; }
+
+/* F_SETLKW while a child holds the lock (or, with "free", while no one
+ * does); a SIGALRM handler with or without SA_RESTART arrives at 100 ms.
+ * The child releases at 500 ms. */
+static int setlkw(const char *dir, const char *mode) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    int ready[2];
+    if (pipe(ready) != 0) return 2;
+    int held = strcmp(mode, "free") != 0;
+    pid_t child = -1;
+    if (held) {
+        child = fork();
+        if (child == 0) {
+            struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+            fcntl(fd, F_SETLK, &lock);
+            write(ready[1], "r", 1);
+            usleep(500000);
+            _exit(0);
+        }
+        char c;
+        read(ready[0], &c, 1);
+    }
+    struct sigaction sa = {.sa_handler = on_alarm_nothing,
+                           .sa_flags = strcmp(mode, "restart") == 0 ? SA_RESTART : 0};
+    sigaction(SIGALRM, &sa, NULL);
+    timer(100000, 0);
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    int ret = fcntl(fd, F_SETLKW, &lock);
+    int saved = errno;
+    printf("F_SETLKW %d %s\n", ret, ret < 0 ? strerrorname_np(saved) : "-");
+    if (child > 0) waitpid(child, NULL, 0);
+    return 0;
+}
+
+static int quick(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/quick", dir);
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    fsync(fd);
+    quick_exit(0);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *mode = argv[1], *dir = argc > 2 ? argv[2] : "/tmp";
+    if (!strcmp(mode, "exit-in-handler")) return exit_in_handler();
+    if (!strcmp(mode, "handler-io")) return handler_io(dir);
+    if (!strcmp(mode, "altstack")) return altstack(dir);
+    if (!strcmp(mode, "long-path")) return long_path(dir);
+    if (!strcmp(mode, "reuse-fds")) return reuse_fds(dir);
+    if (!strcmp(mode, "setlkw")) return setlkw(dir, argc > 3 ? argv[3] : "norestart");
+    if (!strcmp(mode, "quick-exit")) return quick(dir);
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 2;
+}

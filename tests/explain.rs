@@ -1,0 +1,220 @@
+//! `--strategy auto` names each run's strategy and reproduces it; a
+//! failing run's recording is confirmed by replay; `delayshim minimize`
+//! shrinks a failing run to the delays the bug needs and names their call
+//! sites by function.
+
+use std::time::Duration;
+
+use crate::util::{artifacts, assert_exit, delayshim, run, tempdir, text};
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+#[test]
+fn auto_gives_each_run_a_strategy_its_reproduce_line_states() {
+    let out_dir = tempdir();
+    let lock_gap = artifacts().release.join("lock-gap");
+    let out = run(
+        delayshim("fuzz")
+            .args([
+                "--runs",
+                "16",
+                "--seed",
+                "3",
+                "--keep-going",
+                "--confirm",
+                "2",
+                "--out",
+            ])
+            .arg(out_dir.path())
+            .arg("--")
+            .arg(&lock_gap),
+        LIMIT,
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("calibration run (no delays)"), "{stdout}");
+    assert!(stdout.contains("strategy auto"), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let by_strategy = summary["by_strategy"].as_object().unwrap();
+    assert!(
+        by_strategy.len() >= 3,
+        "16 runs drew several strategies: {by_strategy:?}"
+    );
+    for run in summary["runs"].as_array().unwrap() {
+        let strategy = run["strategy"].as_str().unwrap();
+        assert!(
+            ["every", "sparse", "victims", "sites"].contains(&strategy),
+            "{run}"
+        );
+        assert_eq!(run["settings"]["DELAYSHIM_STRATEGY"], strategy, "{run}");
+        assert!(
+            stdout.contains(&format!("seed={} strategy={strategy} ", run["seed"])),
+            "{stdout}"
+        );
+        if let Some(reproduce) = run["reproduce"].as_str() {
+            for (name, value) in run["settings"].as_object().unwrap() {
+                assert!(
+                    reproduce.contains(&format!("{name}={}", value.as_str().unwrap())),
+                    "{reproduce}"
+                );
+            }
+            if run["outcome"] == "FAIL" {
+                let confirmed = &run["confirmed"];
+                assert_eq!(confirmed["replays"], 2, "{run}");
+                assert!(
+                    stdout.contains(&format!(
+                        "reproduce: fails {} of 2 replays of its recorded delays",
+                        confirmed["failures"]
+                    )),
+                    "{stdout}"
+                );
+            }
+        }
+    }
+    // A fixed-seed campaign: the same runs, strategies and parameters again.
+    let again = tempdir();
+    let out = run(
+        delayshim("fuzz")
+            .args([
+                "--runs",
+                "16",
+                "--seed",
+                "3",
+                "--keep-going",
+                "--confirm",
+                "0",
+                "--out",
+            ])
+            .arg(again.path())
+            .arg("--")
+            .arg(&lock_gap),
+        LIMIT,
+    );
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.path().join("summary.json")).unwrap())
+            .unwrap();
+    let settings = |summary: &serde_json::Value| -> Vec<serde_json::Value> {
+        summary["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["settings"].clone())
+            .collect()
+    };
+    assert_eq!(
+        settings(&second),
+        settings(&summary),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn minimize_keeps_the_delays_lock_gap_needs_and_names_their_function() {
+    // Fixed 1 ms delays bridge lock-gap's 1 ms stagger: its runs fail.
+    let out_dir = tempdir();
+    let lock_gap = artifacts().release.join("lock-gap");
+    let out = run(
+        delayshim("fuzz")
+            .args([
+                "--runs",
+                "5",
+                "--seed",
+                "1",
+                "--strategy",
+                "every",
+                "--dist",
+                "fixed",
+                "--mean",
+                "1000",
+                "--funcs",
+                "fcntl,pwrite",
+                "--out",
+            ])
+            .arg(out_dir.path())
+            .arg("--")
+            .arg(&lock_gap),
+        LIMIT,
+    );
+    assert_exit(&out, 1);
+    let failing = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|dir| dir.join("reproduce.sh").exists())
+        .expect("a failing run");
+    let recorded = std::fs::read_to_string(failing.join("record.txt")).unwrap();
+    let recorded = recorded.lines().filter(|l| l.starts_with("call ")).count();
+    let out = run(delayshim("minimize").arg(&failing), LIMIT);
+    assert_exit(&out, 0);
+    let explanation = std::fs::read_to_string(failing.join("explanation.md")).unwrap();
+    assert_eq!(text(&out.stdout).lines().next(), explanation.lines().next());
+    let kept: Vec<&str> = explanation
+        .lines()
+        .filter(|l| l.starts_with("- `"))
+        .collect();
+    assert!(
+        !kept.is_empty() && kept.len() <= 3 && kept.len() < recorded,
+        "{explanation}"
+    );
+    assert!(
+        kept.iter().any(|line| line.contains("(F_SETLKW, F_WRLCK)`")
+            || line.contains("F_UNLCK")
+            || line.contains("pwrite64")),
+        "a delay around the lock gap: {explanation}"
+    );
+    assert!(
+        kept.iter()
+            .all(|line| line.contains("called from lock_gap::")),
+        "call sites named by function: {explanation}"
+    );
+    let rate = |label: &str| -> u32 {
+        let row = explanation
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label}")))
+            .unwrap_or_else(|| panic!("{label}: {explanation}"));
+        row.split('|')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Plain lock-gap lost no update in 500 measured runs; the kept set
+    // failed at least 3 of 6 replays, so it fails about half the time or
+    // more: fewer than 4 of 20 has a chance near 1 in 1000 even at one half,
+    // and measured here it failed 19 or 20 of 20.
+    assert!(rate("no delays") <= 6, "{explanation}");
+    assert!(rate("the minimal set") >= 4, "{explanation}");
+    // The replay command in the explanation is a working command.
+    let command = explanation
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .unwrap();
+    let mut failures = 0;
+    for _ in 0..5 {
+        let out = run(
+            crate::util::clean_command("sh").arg("-c").arg(command),
+            LIMIT,
+        );
+        failures += u32::from(out.status.code() == Some(1));
+    }
+    assert!(failures >= 1, "{command}");
+}
+
+#[test]
+fn minimize_refuses_a_directory_that_is_not_a_run() {
+    let dir = tempdir();
+    let out = run(delayshim("minimize").arg(dir.path()), LIMIT);
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("not the directory of a run"),
+        "{}",
+        text(&out.stderr)
+    );
+}

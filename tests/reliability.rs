@@ -1,0 +1,255 @@
+//! The shim never breaks its host: `_exit` from a signal handler while
+//! another thread allocates, intercepted calls from timer handlers and on
+//! the smallest alternate stack, long and hostile paths, a host that reuses
+//! the shim's descriptor numbers, symlinked output paths, EINTR from a
+//! blocked lock, and processes that leave by quick_exit.
+
+use std::time::Duration;
+
+use crate::util::{
+    assert_exit, c_program, clean_command, read_stats, read_stats_events, run, tempdir, text,
+    under_shim,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn host() -> std::path::PathBuf {
+    c_program("host", &[])
+}
+
+#[test]
+fn exit_from_a_signal_handler_while_another_thread_allocates_never_hangs() {
+    // The old shim formatted the statistics line with the heap in _exit and
+    // hung in about two runs of three.
+    let dir = tempdir();
+    let stats = dir.path().join("stats");
+    for _ in 0..60 {
+        let out = run(
+            under_shim(host(), &[("DELAYSHIM_STATS", stats.to_str().unwrap())])
+                .arg("exit-in-handler"),
+            Duration::from_secs(20),
+        );
+        assert_exit(&out, 0);
+    }
+    assert_eq!(read_stats(&stats).len(), 60, "every run wrote its line");
+}
+
+#[test]
+fn timer_handlers_calling_intercepted_functions_do_not_corrupt_the_heap() {
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let out = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "50"),
+                ("DELAYSHIM_LOG", log.to_str().unwrap()),
+                ("DELAYSHIM_PATHS", "*.db"),
+            ],
+        )
+        .args(["handler-io", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        lines.lines().count() > 50,
+        "the handler's calls were delayed and logged"
+    );
+}
+
+#[test]
+fn a_handler_on_the_smallest_alternate_stack_survives_a_delayed_logged_call() {
+    let dir = tempdir();
+    let out = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "20"),
+                ("DELAYSHIM_LOG", dir.path().join("log").to_str().unwrap()),
+                (
+                    "DELAYSHIM_RECORD",
+                    dir.path().join("record").to_str().unwrap(),
+                ),
+                ("DELAYSHIM_PATHS", "*.db"),
+            ],
+        )
+        .args(["altstack", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("handler ran 20 times"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn long_paths_are_cut_and_marked_and_newlines_cannot_forge_lines() {
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let out = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "2"),
+                ("DELAYSHIM_LOG", log.to_str().unwrap()),
+            ],
+        )
+        .args(["long-path", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.lines().any(|line| line.ends_with(" ...truncated")),
+        "{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            line.starts_with("delayshim pid="),
+            "a forged or broken line: {line:?}"
+        );
+    }
+    assert!(log.contains("new\\x0aline\\x20delayshim"), "{log}");
+}
+
+#[test]
+fn a_host_that_reuses_the_shims_descriptor_numbers_never_gets_its_lines() {
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let out = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "2"),
+                ("DELAYSHIM_LOG", log.to_str().unwrap()),
+            ],
+        )
+        .args(["reuse-fds", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("host-data")).unwrap(),
+        "host\n".repeat(10)
+    );
+    assert!(std::fs::read_to_string(&log).unwrap().lines().count() >= 20);
+
+    // bash's `exec 3>file` under a low descriptor limit.
+    let out = run(
+        under_shim(
+            "bash",
+            &[("DELAYSHIM_MEAN_US", "2"), ("DELAYSHIM_LOG", log.to_str().unwrap())],
+        )
+        .current_dir(dir.path())
+        // The inner bash loads the shim under the low limit, so the shim's
+        // own descriptor lies among the numbers the loop takes over.
+        .args([
+            "-c",
+            "ulimit -n 256; exec bash -c 'for fd in $(seq 3 200); do eval \"exec $fd>out-$fd.txt\"; done; echo data >&3; echo data >&199'",
+        ]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    for fd in 3..=200 {
+        let written = std::fs::read_to_string(dir.path().join(format!("out-{fd}.txt"))).unwrap();
+        assert!(!written.contains("delayshim"), "fd {fd}: {written}");
+    }
+}
+
+#[test]
+fn output_files_are_private_and_never_followed_through_a_symlink() {
+    let dir = tempdir();
+    let real = dir.path().join("victim");
+    std::fs::write(&real, "").unwrap();
+    let link = dir.path().join("stats");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for name in ["DELAYSHIM_STATS", "DELAYSHIM_LOG", "DELAYSHIM_RECORD"] {
+        let out = run(
+            &mut under_shim("true", &[(name, link.to_str().unwrap())]),
+            LIMIT,
+        );
+        assert_exit(&out, 64);
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("symbolic link"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "");
+    let fresh = dir.path().join("fresh");
+    assert_exit(
+        &run(
+            &mut under_shim("true", &[("DELAYSHIM_STATS", fresh.to_str().unwrap())]),
+            LIMIT,
+        ),
+        0,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// F_SETLKW under a long fixed delay, with a SIGALRM at 100 ms.
+fn setlkw(mode: &str, shimmed: bool) -> String {
+    let dir = tempdir();
+    let mut command = if shimmed {
+        under_shim(
+            host(),
+            &[("DELAYSHIM_DIST", "fixed"), ("DELAYSHIM_MEAN_US", "300000")],
+        )
+    } else {
+        clean_command(host())
+    };
+    let out = run(
+        command.args(["setlkw", dir.path().to_str().unwrap(), mode]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    text(&out.stdout)
+}
+
+#[test]
+fn a_signal_interrupts_a_delayed_blocking_lock_exactly_as_it_would_natively() {
+    // Held by another process, handler without SA_RESTART: EINTR.
+    assert_eq!(setlkw("norestart", false), "F_SETLKW -1 EINTR\n");
+    assert_eq!(setlkw("norestart", true), "F_SETLKW -1 EINTR\n");
+    // With SA_RESTART: waits for the holder, then succeeds.
+    assert_eq!(setlkw("restart", false), "F_SETLKW 0 -\n");
+    assert_eq!(setlkw("restart", true), "F_SETLKW 0 -\n");
+    // Not held: natively it returns at once, so the signal that cut the
+    // delay short must not turn it into EINTR or a wait.
+    assert_eq!(setlkw("free", false), "F_SETLKW 0 -\n");
+    assert_eq!(setlkw("free", true), "F_SETLKW 0 -\n");
+}
+
+#[test]
+fn quick_exit_writes_statistics_and_a_killed_process_is_seen_missing() {
+    let dir = tempdir();
+    let stats = dir.path().join("stats");
+    let out = run(
+        under_shim(host(), &[("DELAYSHIM_STATS", stats.to_str().unwrap())])
+            .args(["quick-exit", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    let lines = read_stats(&stats);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["delayed"]["fsync"], 1);
+    // A process killed by a signal leaves a start line and no exit line.
+    let killed = dir.path().join("killed");
+    let out = run(
+        under_shim("sh", &[("DELAYSHIM_STATS", killed.to_str().unwrap())])
+            .args(["-c", "kill -9 $$"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), None);
+    let events = read_stats_events(&killed);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "start");
+}
