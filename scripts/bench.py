@@ -327,31 +327,49 @@ def emulated_auto_settings(seed):
 
 
 def campaign_has_auto():
-    run_fuzz = RELEASE / "run-fuzz"
-    if not run_fuzz.exists():
+    """Whether the delayshim command's campaign (`delayshim fuzz`) takes
+    `--strategy auto`."""
+    delayshim = RELEASE / "delayshim"
+    if not delayshim.exists():
         return False
-    help_text = subprocess.run([str(run_fuzz), "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True).stdout
+    help_text = subprocess.run([str(delayshim), "fuzz", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=campaign_env()).stdout
     return "--strategy" in help_text and "auto" in help_text
 
 
+def campaign_env():
+    # The delayshim command unpacks the shim it carries into a cache
+    # directory: the target directory's, not the user's.
+    return clean_env({"XDG_CACHE_HOME": str(TARGET / "bench-shim-cache")})
+
+
 def detect_auto_by_campaign(command, runs, seed):
-    """`--strategy auto` as the campaign runs it: one campaign of `runs`
-    runs, each with the settings the campaign's portfolio picks from its
-    seed; counts and wall times from its summary.json."""
+    """`--strategy auto` as the campaign runs it: one `delayshim fuzz`
+    campaign of `runs` runs (after its calibration run), each with the
+    strategy and parameters the campaign's portfolio picks from its seed;
+    counts and wall times from its summary.json. No replays of failures."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [str(RELEASE / "run-fuzz"), "--strategy", "auto", "--runs", str(runs), "--seed", str(seed),
-                "--keep-going", "--timeout", "300", "--out", f"{tmp}/out", "--"]
+        argv = [str(RELEASE / "delayshim"), "fuzz", "--strategy", "auto", "--runs", str(runs), "--seed", str(seed),
+                "--keep-going", "--confirm", "0", "--timeout", "300", "--out", f"{tmp}/out", "--"]
         # The campaign reruns one command: its {tmp} is one directory for all runs.
         os.mkdir(f"{tmp}/work")
         argv += [part.replace("{tmp}", f"{tmp}/work") for part in command]
-        subprocess.run(argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=7200)
+        start = time.perf_counter()
+        subprocess.run(argv, env=campaign_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=7200)
+        campaign_s = time.perf_counter() - start
         summary = json.loads(Path(f"{tmp}/out/summary.json").read_text())
     times = [run["seconds"] for run in summary["runs"]]
+    # FAIL is any exit status but 0: a target's errors (3) count as found.
     found = sum(run["outcome"] == "FAIL" for run in summary["runs"])
     errors = sum(run["outcome"] in ("CRASH", "HANG") for run in summary["runs"])
-    row = summarize_runs(found, errors, times)
+    strategies = {}
+    for run in summary["runs"]:
+        name = (run.get("settings") or {}).get("DELAYSHIM_STRATEGY") or run.get("strategy") or "every"
+        strategies[name] = strategies.get(name, 0) + 1
+    row = summarize_runs(found, errors, times, strategies)
     row["by"] = "campaign"
+    # The whole campaign's time, its calibration run included.
+    row["campaign_s"] = campaign_s
     return row
 
 
@@ -374,10 +392,10 @@ def count_calls(command):
 def detection_settings(args):
     quick = args.quick
     return {
-        "plain_runs": args.plain_runs or (40 if quick else 300),
-        "runs": args.runs or (6 if quick else 30),
+        "plain_runs": args.plain_runs or (60 if quick else 300),
+        "runs": args.runs or (10 if quick else 30),
         # A configuration stops starting runs once this much time is spent.
-        "budget_s": args.config_seconds or (12 if quick else 120),
+        "budget_s": args.config_seconds or (20 if quick else 120),
     }
 
 
@@ -582,7 +600,10 @@ def detection_report(det, results):
            "(`every` is the shim's default), and `--strategy auto`, the campaign's portfolio, which picks a "
            "strategy and its parameters from each run's seed with no per-target settings"
            + (" (here emulated by scripts/bench.py: strategy = [every, sparse, victims, sites][seed % 4], "
-              "defaults)" if str(det.get("auto", "")).startswith("emulated") else "")
+              "defaults)" if str(det.get("auto", "")).startswith("emulated") else
+              " (here one `delayshim fuzz --strategy auto --keep-going --confirm 0` campaign per target: equal "
+              "shares of the strategies, each with a parameter from a small menu, after a calibration run that "
+              "sizes sparse's horizon; the calibration run's time is not counted)")
            + ". Intercepted calls: one run under the shim with delays off (DELAYSHIM_ENABLE=0).", ""]
     if settings:
         out += [f"Runs per configuration: {settings['plain_runs']} plain, {settings['runs']} for the others, "
@@ -827,11 +848,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", help=f"parts to run: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer runs")
-    parser.add_argument("--runs", type=int, help="detection: runs per fuzzed configuration (default 30, quick 6)")
-    parser.add_argument("--plain-runs", type=int, help="detection: plain reruns per target (default 300, quick 40)")
+    parser.add_argument("--runs", type=int, help="detection: runs per fuzzed configuration (default 30, quick 10)")
+    parser.add_argument("--plain-runs", type=int, help="detection: plain reruns per target (default 300, quick 60)")
     parser.add_argument("--config-seconds", type=float,
                         help="detection: a configuration starts no more runs after this many seconds "
-                             "(default 120, quick 12; plain reruns get twice this)")
+                             "(default 120, quick 20; plain reruns get twice this)")
     parser.add_argument("--target", dest="targets", action="append",
                         help="detection and chart: only this target (repeatable); others' stored figures stay")
     args = parser.parse_args()

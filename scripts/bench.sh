@@ -8,7 +8,7 @@
 #   scripts/bench.sh detection [--runs N] [--plain-runs N] [--config-seconds S] [--target NAME]...
 #
 # The detection part measures every strategy the shim takes, and
-# --strategy auto through run-fuzz once the campaign has it.
+# --strategy auto through `delayshim fuzz` (the campaign's portfolio).
 #
 # Needs python3 and strace; creates target/bench-venv with
 # python-diskcache 5.6.3 for the comparisons.
@@ -16,5 +16,5 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" \
-    -p delayshim -p driver -p delayshim-targets -p delayshim-campaign -p delayshim-suite --bins >&2
+    -p delayshim -p driver -p delayshim-targets -p delayshim-cli -p delayshim-suite --bins >&2
 exec python3 "$root/scripts/bench.py" "$@"
