@@ -150,18 +150,19 @@ mod tests {
     }
 
     #[test]
-    fn the_strategies_share_the_runs_evenly() {
+    fn the_arms_share_the_runs_as_weighted() {
         let mut counts = BTreeMap::new();
-        for index in 0..4000 {
+        for index in 0..10_000 {
             let settings = auto_settings(run_seed(7, index), None);
-            *counts.entry(strategy_of(&settings).to_owned()).or_insert(0) += 1;
+            *counts.entry(arm_of(&settings).to_owned()).or_insert(0u64) += 1;
         }
-        // Binomial(4000, 1/4): 1000 +- 27 sd; 850..1150 is over 5 sd.
-        assert_eq!(counts.len(), 4, "{counts:?}");
-        assert!(
-            counts.values().all(|n| (850..1150).contains(n)),
-            "{counts:?}"
-        );
+        // Binomial(10000, w/100): the standard deviation is at most 50, so
+        // 300 either way is six of them.
+        for (arm, weight) in ARMS {
+            let n = counts[arm];
+            assert!(n.abs_diff(weight * 100) < 300, "{arm}: {counts:?}");
+        }
+        assert_eq!(counts.len(), ARMS.len(), "{counts:?}");
     }
 
     #[test]
