@@ -2,9 +2,13 @@
 # Benchmarks: pass-through cost, the driver's run time, increment latency,
 # and time to detection of each race target against plain reruns and
 # strace's delay injection. Writes BENCHMARKS.md, benchmarks/results.json
-# and benchmarks/detection-vs-mean.svg.
+# benchmarks/detection-vs-mean.svg and benchmarks/detection-by-strategy.svg.
 #
 #   scripts/bench.sh [--quick] [overhead|driver|incr|detection|chart|diskcache]...
+#   scripts/bench.sh detection [--runs N] [--plain-runs N] [--config-seconds S] [--target NAME]...
+#
+# The detection part measures every strategy the shim takes, and
+# --strategy auto through `delayshim fuzz` (the campaign's portfolio).
 #
 # Needs python3 and strace; creates target/bench-venv with
 # python-diskcache 5.6.3 for the comparisons.
@@ -12,5 +16,5 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" \
-    -p delayshim -p driver -p delayshim-targets -p delayshim-suite --bins >&2
+    -p delayshim -p driver -p delayshim-targets -p delayshim-cli -p delayshim-suite --bins >&2
 exec python3 "$root/scripts/bench.py" "$@"
