@@ -31,7 +31,7 @@ const ARMS: [(&str, u64); 5] = [
 
 /// Every arm's time budget: at most half of a thread's time asleep, so a
 /// call-heavy program runs at most about twice as long (a short one still
-/// gets the shim's 50 ms grace).
+/// gets the shim's 10 ms grace).
 const BUDGET: &str = "0.5";
 
 /// The `DELAYSHIM_*` settings of run `seed` under `auto`. `calls` is the
