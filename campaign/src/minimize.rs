@@ -25,12 +25,13 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// 3 of 6 replays: a set that fails half the time passes this test
-    /// two times in three; one that never fails, never. The rates are
-    /// measured over 20 replays each.
+    /// 5 of 10 replays: a set that fails half the time passes this test
+    /// three times in five, one that fails a fifth of the time once in
+    /// thirty, one that never fails, never. The rates are measured over 20
+    /// replays each.
     fn default() -> Options {
         Options {
-            tries: 6,
+            tries: 10,
             threshold: 0.5,
             rate_tries: 20,
         }
@@ -327,11 +328,14 @@ pub fn describe_call(line: &str, record: &Record, symbols: &mut Symbolizer) -> S
 pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> String {
     let mut symbols = Symbolizer::new();
     let mut text = String::from("# Why this run failed\n\n");
+    let kept = match outcome.kept.len() {
+        1 => "this one still makes".to_owned(),
+        n => format!("these {n} still make"),
+    };
     let _ = writeln!(
         text,
-        "Of the {} delays recorded, these {} still make the program fail:\n",
-        outcome.recorded,
-        outcome.kept.len()
+        "Of the {} delays recorded, {kept} the program fail:\n",
+        outcome.recorded
     );
     for &index in &outcome.kept {
         let _ = writeln!(
@@ -343,11 +347,12 @@ pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> 
     let rate = |n: u32| format!("{n} of {}", outcome.rate_tries);
     let _ = writeln!(
         text,
-        "\n| replayed | fails |\n| --- | --- |\n| no delays | {} |\n| the whole record ({} delays) | {} |\n| the minimal set ({} delays) | {} |\n",
+        "\n| replayed | fails |\n| --- | --- |\n| no delays | {} |\n| the whole record ({} delays) | {} |\n| the minimal set ({} delay{}) | {} |\n",
         rate(outcome.rates[0]),
         outcome.recorded,
         rate(outcome.rates[1]),
         outcome.kept.len(),
+        if outcome.kept.len() == 1 { "" } else { "s" },
         rate(outcome.rates[2]),
     );
     let _ = writeln!(
