@@ -673,7 +673,9 @@ def detection_report(det, results):
             "Plain detection rates of a few in 300 carry wide error, and a run of the script takes 10 to 20 runs "
             "per fuzzed configuration, so ratios move between runs of the script; where a configuration found "
             "nothing its time is a lower bound (>), and a ratio against it is one too (>=). Where `auto` found "
-            "nothing no ratio is shown.", "",
+            "nothing no ratio is shown. Plain rates also follow the machine's load: preemption opens the same "
+            "windows the delays do, so on a busy machine the staggered small targets fail more often "
+            "unaided.", "",
             "The small targets (issue 8's json-store and lockfile among them) make a few dozen to a few hundred "
             "intercepted calls: strace --seccomp-bpf adds little overhead there and its fixed delay bridges a "
             "fixed stagger about as well as the shim's `every`, which is the best single strategy on most of them.",
