@@ -86,12 +86,15 @@ def part_overhead(quick):
     # of each function per run.
     calls = 4 * 10**5 if quick else 2 * 10**6
     rounds = 3 if quick else 5
+    stats = os.path.join(tempfile.gettempdir(), f"delayshim-bench-stats-{os.getpid()}.jsonl")
     configs = [
         ("native", clean_env()),
         ("shim, delays off (DELAYSHIM_ENABLE=0)", shim_env({"DELAYSHIM_ENABLE": "0"})),
         ("shim, function not selected (DELAYSHIM_FUNCS=fsync)", shim_env({"DELAYSHIM_FUNCS": "fsync"})),
+        ("shim, counted only (DELAYSHIM_ENABLE=0, DELAYSHIM_STATS)",
+         shim_env({"DELAYSHIM_ENABLE": "0", "DELAYSHIM_STATS": stats})),
     ]
-    samples = {name: {"fcntl64_getfl_ns": [], "pwrite64_ns": []} for name, _ in configs}
+    samples = {name: {} for name, _ in configs}
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         # Rounds interleave the configurations, so a slow spell of the
         # machine falls on all of them alike.
@@ -101,7 +104,9 @@ def part_overhead(quick):
                 assert status == 0, stdout
                 for field in stdout.split():
                     key, value = field.split("=")
-                    samples[name][key].append(float(value))
+                    samples[name].setdefault(key, []).append(float(value))
+    if os.path.exists(stats):
+        os.remove(stats)
     rows = [{"config": name, **{k: spread(v) for k, v in samples[name].items()}} for name, _ in configs]
     for row in rows:
         log(f"overhead: {row}")
@@ -776,17 +781,20 @@ def write_report(results):
         out += ["## Pass-through cost per call", "",
                 f"`{ov['command']}` (a tmpfs file): five rounds of {ov['calls']:,} calls of each function per run, "
                 "of which the probe reports the fastest; runs of the configurations alternate.", "",
-                "| configuration | runs | fcntl64(F_GETFL) ns (min / median / max) | 1-byte pwrite64 ns (min / median / max) |",
-                "| --- | ---: | --- | --- |"]
+                "Medians in ns, and beside each the difference from native in the same run of the script.", ""]
+        calls = [("fcntl64_getfl_ns", "fcntl64(F_GETFL)"), ("pwrite64_ns", "1-byte pwrite64"),
+                 ("write_ns", "1-byte write"), ("flock_un_ns", "flock(LOCK_UN)")]
+        calls = [(k, label) for k, label in calls if k in ov["rows"][0]]
+        out += ["| configuration | runs | " + " | ".join(label for _, label in calls) + " |",
+                "| --- | ---: |" + " ---: |" * len(calls)]
         native = ov["rows"][0]
         for row in ov["rows"]:
-            f, p = row["fcntl64_getfl_ns"], row["pwrite64_ns"]
-            extra = ""
-            if row is not native:
-                extra = (f" ({f['median'] - native['fcntl64_getfl_ns']['median']:+.1f} / "
-                         f"{p['median'] - native['pwrite64_ns']['median']:+.1f} ns)")
-            out.append(f"| {row['config']}{extra} | {f['n']} | {f['min']:.1f} / {f['median']:.1f} / {f['max']:.1f} | "
-                       f"{p['min']:.1f} / {p['median']:.1f} / {p['max']:.1f} |")
+            cells = []
+            for key, _ in calls:
+                median = row[key]["median"]
+                diff = "" if row is native else f" ({median - native[key]['median']:+.1f})"
+                cells.append(f"{median:.1f}{diff}")
+            out.append(f"| {row['config']} | {row[calls[0][0]]['n']} | " + " | ".join(cells) + " |")
         out.append("")
     drv = results.get("driver")
     dc = results.get("diskcache")
