@@ -31,7 +31,7 @@ CHART = ROOT / "benchmarks" / "detection-vs-mean.svg"
 REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
-PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache"]
+PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize"]
 # `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
 REPORT_ONLY = "report"
 
@@ -86,12 +86,15 @@ def part_overhead(quick):
     # of each function per run.
     calls = 4 * 10**5 if quick else 2 * 10**6
     rounds = 3 if quick else 5
+    stats = os.path.join(tempfile.gettempdir(), f"delayshim-bench-stats-{os.getpid()}.jsonl")
     configs = [
         ("native", clean_env()),
         ("shim, delays off (DELAYSHIM_ENABLE=0)", shim_env({"DELAYSHIM_ENABLE": "0"})),
         ("shim, function not selected (DELAYSHIM_FUNCS=fsync)", shim_env({"DELAYSHIM_FUNCS": "fsync"})),
+        ("shim, counted only (DELAYSHIM_ENABLE=0, DELAYSHIM_STATS)",
+         shim_env({"DELAYSHIM_ENABLE": "0", "DELAYSHIM_STATS": stats})),
     ]
-    samples = {name: {"fcntl64_getfl_ns": [], "pwrite64_ns": []} for name, _ in configs}
+    samples = {name: {} for name, _ in configs}
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         # Rounds interleave the configurations, so a slow spell of the
         # machine falls on all of them alike.
@@ -101,7 +104,9 @@ def part_overhead(quick):
                 assert status == 0, stdout
                 for field in stdout.split():
                     key, value = field.split("=")
-                    samples[name][key].append(float(value))
+                    samples[name].setdefault(key, []).append(float(value))
+    if os.path.exists(stats):
+        os.remove(stats)
     rows = [{"config": name, **{k: spread(v) for k, v in samples[name].items()}} for name, _ in configs]
     for row in rows:
         log(f"overhead: {row}")
@@ -485,6 +490,46 @@ def goal(target):
     return out
 
 
+def part_minimize(quick):
+    """For each target: a campaign (auto, seed 7) until its first failure,
+    then `delayshim minimize` of that run, timed from outside."""
+    rows = {}
+    delayshim = str(RELEASE / "delayshim")
+    for name, target in targets().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [c.replace("{tmp}", tmp) for c in target["command"]]
+            out = os.path.join(tmp, "campaign")
+            status, fuzz_seconds, _ = timed([delayshim, "fuzz", "--runs", "100" if quick else "200", "--seed", "7",
+                                             "--confirm", "0", "--out", out, "--"] + command,
+                                            clean_env(), timeout=1800)
+            failing = sorted(d for d in os.listdir(out) if os.path.exists(os.path.join(out, d, "reproduce.sh")))
+            if not failing:
+                rows[name] = {"found": False}
+                log(f"minimize: {name}: no failure")
+                continue
+            run_dir = os.path.join(out, failing[0])
+            recorded = sum(1 for line in open(os.path.join(run_dir, "record.txt")) if line.startswith("call "))
+            status, seconds, stdout = timed([delayshim, "minimize", run_dir], clean_env(), timeout=1800)
+            row = {"found": True, "run": failing[0], "recorded": recorded, "seconds": seconds,
+                   "minimized": status == 0, "campaign_seconds": fuzz_seconds}
+            if status == 0:
+                text = open(os.path.join(run_dir, "explanation.md")).read()
+                row["kept"] = sum(1 for line in text.splitlines() if line.startswith("- `"))
+                row["replays"] = int(text.split("Minimizing took ")[1].split(" ")[0])
+                rates = {}
+                for line in text.splitlines():
+                    for label, key in (("| no delays |", "none"), ("| the whole record", "whole"),
+                                       ("| the minimal set", "minimal")):
+                        if line.startswith(label):
+                            rates[key] = line.split("|")[2].strip()
+                row["rates"] = rates
+                row["example"] = next((l for l in text.splitlines() if l.startswith("- `")), "")
+            rows[name] = row
+            log(f"minimize: {name}: {row}")
+    return {"rows": rows, "command": "delayshim fuzz --runs 200 --seed 7 --confirm 0 -- TARGET; "
+                                     "delayshim minimize FIRST_FAILING_RUN"}
+
+
 def part_chart(args):
     runs = 6 if args.quick else 20
     means = [20, 50, 100, 200, 500, 1000, 2000]
@@ -776,17 +821,39 @@ def write_report(results):
         out += ["## Pass-through cost per call", "",
                 f"`{ov['command']}` (a tmpfs file): five rounds of {ov['calls']:,} calls of each function per run, "
                 "of which the probe reports the fastest; runs of the configurations alternate.", "",
-                "| configuration | runs | fcntl64(F_GETFL) ns (min / median / max) | 1-byte pwrite64 ns (min / median / max) |",
-                "| --- | ---: | --- | --- |"]
+                "Medians in ns, and beside each the difference from native in the same run of the script.", ""]
+        calls = [("fcntl64_getfl_ns", "fcntl64(F_GETFL)"), ("pwrite64_ns", "1-byte pwrite64"),
+                 ("write_ns", "1-byte write"), ("flock_un_ns", "flock(LOCK_UN)")]
+        calls = [(k, label) for k, label in calls if k in ov["rows"][0]]
+        out += ["| configuration | runs | " + " | ".join(label for _, label in calls) + " |",
+                "| --- | ---: |" + " ---: |" * len(calls)]
         native = ov["rows"][0]
         for row in ov["rows"]:
-            f, p = row["fcntl64_getfl_ns"], row["pwrite64_ns"]
-            extra = ""
-            if row is not native:
-                extra = (f" ({f['median'] - native['fcntl64_getfl_ns']['median']:+.1f} / "
-                         f"{p['median'] - native['pwrite64_ns']['median']:+.1f} ns)")
-            out.append(f"| {row['config']}{extra} | {f['n']} | {f['min']:.1f} / {f['median']:.1f} / {f['max']:.1f} | "
-                       f"{p['min']:.1f} / {p['median']:.1f} / {p['max']:.1f} |")
+            cells = []
+            for key, _ in calls:
+                median = row[key]["median"]
+                diff = "" if row is native else f" ({median - native[key]['median']:+.1f})"
+                cells.append(f"{median:.1f}{diff}")
+            out.append(f"| {row['config']} | {row[calls[0][0]]['n']} | " + " | ".join(cells) + " |")
+        out.append("")
+    mn = results.get("minimize")
+    if mn:
+        out += ["## Explaining a failure: minimize", "",
+                f"`{mn['command']}`, per target (the defaults: each candidate replayed 10 times and kept when "
+                "5 fail, twice over; each rate over 20 replays). Goal: at most 3 delays that fail at least half "
+                "of the replays while no delays fail under 5%, within 5 minutes.", "",
+                "| target | delays recorded | kept | replays | wall | fails: no delays | whole record | minimal set |",
+                "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        for name, row in mn["rows"].items():
+            if not row.get("found"):
+                out.append(f"| {name} | no failure in the campaign | | | | | | |")
+            elif not row.get("minimized"):
+                out.append(f"| {name} | {row['recorded']} | (the whole record failed under half of its replays) | "
+                           f" | {row['seconds']:.1f} s | | | |")
+            else:
+                r = row["rates"]
+                out.append(f"| {name} | {row['recorded']} | {row['kept']} | {row['replays']} | {row['seconds']:.1f} s "
+                           f"| {r.get('none', '')} | {r.get('whole', '')} | {r.get('minimal', '')} |")
         out.append("")
     drv = results.get("driver")
     dc = results.get("diskcache")

@@ -343,6 +343,17 @@ fn bad_options_and_settings_are_usage_errors() {
         (&["--shard", "0/2"], "I/N"),
         (&["--runs", "0"], "--runs"),
         (&["--", "no-such-program-anywhere"], "not found in PATH"),
+        (
+            &["--shard", "2/2", "--runs", "1", "--", "true"],
+            "has no runs",
+        ),
+        (&["--timeout", "1e300", "--", "true"], "at most 2592000"),
+        (&["--mean", "1e308", "--", "true"], "from 0 to 60000000"),
+        (&["--confirm", "1001", "--", "true"], "--confirm"),
+        (
+            &["--strategy", "random", "--", "true"],
+            "DELAYSHIM_STRATEGY",
+        ),
     ] {
         let out = run_fuzz(args);
         let stderr = text(&out.stderr);

@@ -15,7 +15,8 @@ use crate::util::{assert_exit, clean_command, driver, tempdir, text, under_shim}
 /// for at least 50; a run takes under a second).
 const KILLS_WANTED: u32 = 100;
 const SHIM_KILLS_WANTED: u32 = 20;
-/// Runs after which too few kills landed is a failure, not bad luck.
+/// Runs after which too few kills landed is a failure, not bad luck:
+/// nearly every kill lands, so 100 take about 25 runs.
 const MAX_RUNS: u32 = 60;
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -56,9 +57,30 @@ fn workers_of(parent: u32) -> Vec<i32> {
         .collect()
 }
 
-/// Runs `command` (a `--tolerate-errors` driver), SIGKILLing a random
-/// worker at random moments until it ends; returns its output.
-fn run_with_kills(command: &mut Command, rng: &mut SplitMix, mean_gap_ms: u64) -> String {
+/// How far the most advanced thread of a run has got, from 0 to 1: its
+/// journal's length over the length of a complete one.
+fn progress(journals: &Path, keys: u64) -> f64 {
+    let complete: u64 = (0..keys)
+        .map(|k| 2 * (k.to_string().len() as u64 + 3))
+        .sum();
+    let Ok(entries) = std::fs::read_dir(journals) else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            // Thread journals are WORKER.THREAD; the rest are the driver's.
+            entry.file_name().to_str()?.contains('.').then_some(())?;
+            Some(entry.metadata().ok()?.len())
+        })
+        .max()
+        .map_or(0.0, |len| len as f64 / complete as f64)
+}
+
+/// Runs `command` (a `--tolerate-errors` driver of `keys` keys on
+/// `cache`), SIGKILLing a random worker as the run reaches each of
+/// `KILLS_PER_RUN` random points of its progress; returns its output.
+fn run_with_kills(command: &mut Command, cache: &Path, keys: u64, rng: &mut SplitMix) -> String {
     use std::os::unix::process::CommandExt as _;
     let child = command
         .stdin(Stdio::null())
@@ -71,16 +93,28 @@ fn run_with_kills(command: &mut Command, rng: &mut SplitMix, mean_gap_ms: u64) -
     let start = Instant::now();
     // The output is collected on another thread, so the pipes never fill.
     let output = std::thread::spawn(move || child.wait_with_output().expect("waiting"));
+    // Points from the start (opening the cache) to near the end.
+    let mut moments: Vec<u64> = (0..KILLS_PER_RUN).map(|_| rng.below(950)).collect();
+    moments.sort_unstable();
+    for moment in moments {
+        while !output.is_finished()
+            && progress(&cache.join("journal"), keys) * 1000.0 < moment as f64
+        {
+            assert!(start.elapsed() < LIMIT, "driver {pid} hung");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let workers = workers_of(pid);
+        if workers.is_empty() {
+            break;
+        }
+        let victim = workers[rng.below(workers.len() as u64) as usize];
+        // SAFETY: kill takes any pid; a victim that has just exited is
+        // an unreaped zombie child of the driver, so its pid is not reused.
+        unsafe { libc::kill(victim, libc::SIGKILL) };
+    }
     while !output.is_finished() {
         assert!(start.elapsed() < LIMIT, "driver {pid} hung");
-        std::thread::sleep(Duration::from_millis(rng.below(2 * mean_gap_ms)));
-        let workers = workers_of(pid);
-        if !workers.is_empty() {
-            let victim = workers[rng.below(workers.len() as u64) as usize];
-            // SAFETY: kill takes any pid; a victim that has just exited is
-            // an unreaped zombie child of the driver, so its pid is not reused.
-            unsafe { libc::kill(victim, libc::SIGKILL) };
-        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     let out = output.join().expect("the collecting thread");
     assert_exit(&out, 0);
@@ -153,6 +187,9 @@ fn recount(dir: &Path, keys: u64, shards: u64) -> u64 {
     keys
 }
 
+/// Kills per run, of its 6 workers.
+const KILLS_PER_RUN: u32 = 4;
+
 #[test]
 fn killed_workers_leave_sound_shards_and_counters_within_bounds() {
     let mut rng = SplitMix(0x00c0_ffee_d00d);
@@ -166,18 +203,17 @@ fn killed_workers_leave_sound_shards_and_counters_within_bounds() {
         let under_the_shim = shim_kills < SHIM_KILLS_WANTED && runs % 3 == 0;
         let dir = tempdir();
         let cache = dir.path().join("cache");
-        // Without the shim a run lasts about 0.3 s, with its delays 0.8 s.
-        let (mut command, keys, mean_gap_ms) = if under_the_shim {
+        let (mut command, keys) = if under_the_shim {
             let seed = rng.next().to_string();
-            (under_shim(driver(), &[("DELAYSHIM_SEED", &seed)]), 100, 150)
+            (under_shim(driver(), &[("DELAYSHIM_SEED", &seed)]), 100)
         } else {
-            (clean_command(driver()), 1000, 60)
+            (clean_command(driver()), 1000)
         };
         command
             .args(["--tolerate-errors", "--workers", "6", "--threads", "4"])
             .args(["--keys", &keys.to_string(), "--dir"])
             .arg(&cache);
-        let summary = run_with_kills(&mut command, &mut rng, mean_gap_ms);
+        let summary = run_with_kills(&mut command, &cache, keys, &mut rng);
         assert!(summary.starts_with("PASS: "), "{summary}");
         let killed = figure(&summary, "workers killed") as u32;
         kills += killed;

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::time::Duration;
 
 use crate::util::{assert_exit, clean_command, driver, run, tempdir, text};
@@ -141,6 +142,40 @@ fn tolerate_errors_reports_lost_updates_as_counters_out_of_bounds() {
         stdout.contains("8/8 shards pass integrity_check"),
         "{stdout}"
     );
+}
+
+#[test]
+fn tolerate_errors_keeps_its_temporary_directory_only_after_a_failure() {
+    let tmp = tempdir();
+    let small = ["--tolerate-errors", "--workers", "4", "--threads", "4"];
+    let pass = run(
+        clean_command(driver())
+            .env("TMPDIR", tmp.path())
+            .args(small)
+            .args(["--keys", "3"]),
+        LIMIT,
+    );
+    assert_exit(&pass, 0);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "removed");
+    // As tolerate_errors_reports_lost_updates_as_counters_out_of_bounds.
+    let fail = run(
+        clean_command(driver()).env("TMPDIR", tmp.path()).args([
+            "--tolerate-errors",
+            "--keys",
+            "10",
+            "--op",
+            "get-set",
+        ]),
+        LIMIT,
+    );
+    assert_exit(&fail, 1);
+    let stdout = text(&fail.stdout);
+    let kept = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("cache directory: "))
+        .expect("the kept directory is printed");
+    assert!(kept.starts_with(tmp.path().to_str().unwrap()), "{stdout}");
+    assert!(Path::new(kept).join("journal/run").exists(), "{kept}");
 }
 
 #[test]

@@ -116,6 +116,8 @@ fn two_concurrent_git_commits_are_delayed_inside_git() {
     assert_exit(&run(&mut git(repo, &["init", "-q"]), LIMIT), 0);
     std::fs::write(repo.join("a"), "a").unwrap();
     std::fs::write(repo.join("b"), "b").unwrap();
+    // Both staged first, so each commit has something to commit.
+    assert_exit(&run(&mut git(repo, &["add", "a", "b"]), LIMIT), 0);
     let stats = repo.join(".stats.jsonl");
     let children: Vec<_> = ["a", "b"]
         .iter()
@@ -129,8 +131,6 @@ fn two_concurrent_git_commits_are_delayed_inside_git() {
                 .env("DELAYSHIM_SEED", "11")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            // Add first, so each commit has something to commit.
-            assert_exit(&run(&mut git(repo, &["add", file]), LIMIT), 0);
             command.spawn().unwrap()
         })
         .collect();

@@ -6,7 +6,10 @@
 //! process. Every write is one `BEGIN IMMEDIATE` transaction, so
 //! [`Cache::incr`] is atomic across threads and processes. Lock contention is
 //! retried until a deadline and then reported as [`Error::Timeout`], never
-//! swallowed.
+//! swallowed; SQLite's other errors (an I/O error, a full disk) are
+//! returned as they are. After either, the process's connections to that
+//! database are reopened before their next use: SQLite keeps some
+//! failures with them.
 //!
 //! Connections are never shared across `fork()`: open the cache in the
 //! process that uses it.

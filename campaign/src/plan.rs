@@ -64,7 +64,7 @@ impl Plan {
                     index,
                     seed,
                     strategy: (!settings.is_empty())
-                        .then(|| crate::portfolio::strategy_of(&settings).to_owned()),
+                        .then(|| crate::portfolio::arm_of(&settings).to_owned()),
                     settings,
                 }
             })
@@ -91,10 +91,11 @@ impl RunPlan {
         let sampled = self.settings.iter().any(|(name, value)| {
             name == "DELAYSHIM_PROB" && value.parse::<f64>().is_ok_and(|p| p < 1.0)
         });
+        // locks: a program may take no lock at all in one run.
         sampled
             || matches!(
                 self.strategy.as_deref(),
-                Some("sparse" | "victims" | "sites")
+                Some("sparse" | "victims" | "sites" | "locks")
             )
     }
 

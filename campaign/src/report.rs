@@ -373,14 +373,19 @@ mod tests {
             index: 3,
             seed: 7,
             strategy: None,
+            settings: Vec::new(),
         };
         assert_eq!(
             reproduce_command(&context, &plan),
             "cd '/w d' && LD_PRELOAD=/x/libdelayshim.so DELAYSHIM_FCNTL=unlock DELAYSHIM_SEED=7 driver --op get-set"
         );
         plan.strategy = Some("sites".into());
+        plan.settings = vec![
+            ("DELAYSHIM_STRATEGY".into(), "sites".into()),
+            ("DELAYSHIM_FIRE_PROB".into(), "0.5".into()),
+        ];
         assert!(reproduce_command(&context, &plan)
-            .contains(" DELAYSHIM_STRATEGY=sites DELAYSHIM_SEED=7 driver"));
+            .contains(" DELAYSHIM_STRATEGY=sites DELAYSHIM_FIRE_PROB=0.5 DELAYSHIM_SEED=7 driver"));
     }
 
     fn result(outcome: Outcome, delayed: u64) -> RunResult {
@@ -393,6 +398,7 @@ mod tests {
                 index: 0,
                 seed: 5,
                 strategy: None,
+                settings: Vec::new(),
             },
             outcome,
             elapsed: Duration::from_millis(1500),

@@ -143,6 +143,13 @@ fn campaign(mut args: Args) -> Result<u8> {
         .collect();
     settings.splice(0..0, inherited);
 
+    if args.shard.runs(args.runs).next().is_none() {
+        eprintln!(
+            "delayshim fuzz: shard {} of a {}-run campaign has no runs: give --runs at least {}",
+            args.shard, args.runs, args.shard.index
+        );
+        return Ok(EXIT_USAGE);
+    }
     let seed = args.seed.unwrap_or_else(random_seed);
     let out = args
         .out

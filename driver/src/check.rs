@@ -75,7 +75,8 @@ impl Outcomes {
 pub fn run(args: &Args) -> Result<u8> {
     let dir = args.dir.as_deref().context("--check-only needs --dir")?;
     let code = check(args, dir)?;
-    if args.keep {
+    // A failed check keeps the driver's own directory for inspection.
+    if args.keep || (args.remove_dir && code != EXIT_PASS) {
         println!("cache directory: {}", dir.display());
     } else if args.remove_dir {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;

@@ -31,6 +31,27 @@ pub const RUN_FILE: &str = "run";
 /// The parent's record of how each worker ended.
 pub const OUTCOMES_FILE: &str = "outcomes";
 
+/// Creates the directory `path` (its parent must exist) with a raw
+/// `mkdirat` call; an existing directory is an error.
+pub fn create_dir(path: &Path) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `path` is a valid C string; mkdirat returns 0 or -1.
+    let made = unsafe {
+        libc::syscall(
+            libc::SYS_mkdirat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0o755 as libc::c_uint,
+        )
+    };
+    if made == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// An append-only file written with raw `openat`/`write`/`close` calls.
 #[derive(Debug)]
 pub struct Journal {
@@ -223,6 +244,18 @@ mod tests {
             let mut tally = Tally::new(3);
             assert!(tally.add(journal).is_err(), "{journal:?}");
         }
+    }
+
+    #[test]
+    fn a_directory_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        create_dir(&path).unwrap();
+        assert!(path.is_dir());
+        assert_eq!(
+            create_dir(&path).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
     }
 
     #[test]

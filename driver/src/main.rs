@@ -344,8 +344,8 @@ fn increment(op: Op, cache: &FanoutCache, key: i64) -> cache::Result<()> {
 fn run_tolerating_errors(args: &Args) -> Result<u8> {
     let (dir, temp) = cache_dir(args)?;
     let journals = dir.join(journal::DIR);
-    std::fs::create_dir_all(&journals)
-        .with_context(|| format!("creating {}", journals.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    journal::create_dir(&journals).with_context(|| format!("creating {}", journals.display()))?;
     Journal::create(&journals.join(journal::RUN_FILE))?.append(&format!(
         "keys={} shards={} workers={} threads={} attempts={} op={}\n",
         args.keys,

@@ -194,7 +194,7 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Text,
         "auto",
         "auto or a whole number of calls from 1 to 1000000000",
-        "sparse: calls a thread is expected to make; auto doubles the window as calls go on",
+        "sparse: calls a thread is expected to make (change points fall uniformly among them); auto spreads them log-uniformly over the first 2^20 calls",
     ),
     setting(
         "DELAYSHIM_VICTIM_PROB",

@@ -203,6 +203,15 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
         };
         (thread.ordinal, index, decision)
     })?;
+    let mut decision = decision;
+    if decision.fault == Some(crate::faults::Fault::Errno(libc::EINTR))
+        && matches!(func.family(), Family::Fcntl | Family::Flock)
+        && !call.blocks()
+    {
+        // Only a call that waits can be interrupted: Linux never fails an
+        // unlock or a non-blocking lock with EINTR.
+        decision.fault = None;
+    }
     if decision.is_nothing() {
         return None;
     }

@@ -46,7 +46,7 @@ impl Decision {
 
 /// Injected sleep a thread may take regardless of the budget: enough for a
 /// short program's few long delays.
-const GRACE_NANOS: u64 = 50_000_000;
+const GRACE_NANOS: u64 = 10_000_000;
 
 /// sparse's scale-free horizon.
 const SPARSE_AUTO_HORIZON: f64 = (1u64 << 20) as f64;
