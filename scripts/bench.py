@@ -725,10 +725,10 @@ def detection_report(det, results):
             "intercepted calls: strace --seccomp-bpf adds little overhead there and its fixed delay bridges a "
             "fixed stagger about as well as the shim's `every`, which is the best single strategy on most of them.",
             "",
-            "The call-heavy targets (flock-counter, job-queue, python inventory) make 7,000 to 9,000 intercepted "
-            "calls a run, of which the racy path's are a handful. Plain reruns of them are cheap (5 to 90 ms), so "
-            "being 10x faster than plain reruns needs runs that stay cheap and still find the bug far more "
-            "often. A delay on every call (strace, and the shim's `every`) makes each run 100 to 400 times "
+            "The call-heavy targets (flock-counter, job-queue, python inventory) make 7,500 to 12,000 intercepted "
+            "calls a run, of which the racy path's are a handful. Plain reruns of them are cheap (5 to 90 ms) and "
+            "find the bug in a few runs in 300, so being 10x faster than plain reruns needs runs that cost little "
+            "more than a plain one and find the bug about ten times as often. A delay on every call (strace, and the shim's `every`) makes each run 100 to 400 times "
             "longer and keeps the processes' relative timing much as it was, so it finds the racy path hardly "
             "more often per second than plain reruns do. The strategies that keep runs cheap seldom put a delay "
             "where it matters: `sparse` makes a handful of long delays per thread among thousands of calls; "
@@ -737,9 +737,10 @@ def detection_report(det, results):
             "cannot tell the racy path from the correct one at all where both go through the same call sites "
             "inside libsqlite3 or the Python interpreter (job-queue, python inventory); `victims` slows whole "
             "processes for the run, so the racy gap stretches together with everything around it. `auto` "
-            "mixes the strategies evenly, so its time to detection is the time of all its runs over all their "
-            "detections: it pays for the strategies that do not fit a target, and is within 1.5x of the best "
-            "single strategy only where the strategies do about equally well.", ""]
+            "draws each run's strategy and parameters from fixed shares, so its time to detection is the time "
+            "of all its runs over all their detections: it pays for the arms that do not fit a target, and is "
+            "within 1.5x of the best single strategy only where no one strategy does much better than its "
+            "mix.", ""]
     return out
 
 
