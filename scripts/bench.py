@@ -257,7 +257,7 @@ def targets():
                     "check, log, then unlink; the second 0.3 ms later"},
         "flock-counter": {
             "command": [bin_("flock-counter")], "heavy": True,
-            "note": "2 processes x 300 flock'd increments over 4 slots, 16 journal writes each; one in 100 "
+            "note": "2 processes x 300 flock'd increments over 4 slots, 8 journal writes each; one in 100 "
                     "unlocks between read and write"},
         "job-queue": {
             "command": [bin_("job-queue")], "heavy": True,

@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     slots: u32,
     /// Journal records each process writes before each increment.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     records: u32,
     /// One increment in this many takes the racy path.
     #[arg(long, default_value_t = 100)]
