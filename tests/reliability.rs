@@ -281,20 +281,34 @@ fn bad_path_pointers_fail_with_efault_as_natively() {
     );
     assert_exit(&shimmed, 0);
     assert_eq!(text(&shimmed.stdout), text(&native.stdout));
-    assert!(text(&native.stdout).contains("EFAULT"), "{}", text(&native.stdout));
+    assert!(
+        text(&native.stdout).contains("EFAULT"),
+        "{}",
+        text(&native.stdout)
+    );
 }
 
 #[test]
 fn a_host_that_reopens_standard_error_never_gets_the_shims_lines() {
     let dir = tempdir();
     let out = run(
-        &mut under_shim(host(), &[("DELAYSHIM_LOG", "stderr"), ("DELAYSHIM_MEAN_US", "2")])
-            .args(["stderr-reuse", dir.path().to_str().unwrap()]),
+        &mut under_shim(
+            host(),
+            &[("DELAYSHIM_LOG", "stderr"), ("DELAYSHIM_MEAN_US", "2")],
+        )
+        .args(["stderr-reuse", dir.path().to_str().unwrap()]),
         LIMIT,
     );
     assert_exit(&out, 0);
-    assert_eq!(std::fs::read_to_string(dir.path().join("data")).unwrap(), "DATA\n");
-    assert!(text(&out.stderr).contains("fn=open"), "lines before the close: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data")).unwrap(),
+        "DATA\n"
+    );
+    assert!(
+        text(&out.stderr).contains("fn=open"),
+        "lines before the close: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
