@@ -258,17 +258,17 @@ fn quick_exit_writes_statistics_and_a_killed_process_is_seen_missing() {
 fn the_shim_takes_almost_nothing_from_every_threads_stack() {
     // Its thread-locals come out of each thread's stack: a 16 KB thread
     // could not start when they held the shim's buffers.
-    let out = run(&mut under_shim(host(), &[]).arg("small-stack"), LIMIT);
+    let out = run(under_shim(host(), &[]).arg("small-stack"), LIMIT);
     assert_exit(&out, 0);
 }
 
 #[test]
 fn bad_path_pointers_fail_with_efault_as_natively() {
-    let native = run(&mut clean_command(host()).arg("bad-pointer"), LIMIT);
+    let native = run(clean_command(host()).arg("bad-pointer"), LIMIT);
     assert_exit(&native, 0);
     let dir = tempdir();
     let shimmed = run(
-        &mut under_shim(
+        under_shim(
             host(),
             &[
                 ("DELAYSHIM_FUNCS", "open,rename"),
@@ -292,7 +292,7 @@ fn bad_path_pointers_fail_with_efault_as_natively() {
 fn a_host_that_reopens_standard_error_never_gets_the_shims_lines() {
     let dir = tempdir();
     let out = run(
-        &mut under_shim(
+        under_shim(
             host(),
             &[("DELAYSHIM_LOG", "stderr"), ("DELAYSHIM_MEAN_US", "2")],
         )
@@ -315,7 +315,7 @@ fn a_host_that_reopens_standard_error_never_gets_the_shims_lines() {
 fn an_injected_close_error_still_closes() {
     let dir = tempdir();
     let out = run(
-        &mut under_shim(host(), &[("DELAYSHIM_FAULTS", "close:EIO:1")])
+        under_shim(host(), &[("DELAYSHIM_FAULTS", "close:EIO:1")])
             .args(["close-fault", dir.path().to_str().unwrap()]),
         LIMIT,
     );
