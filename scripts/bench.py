@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -660,7 +661,9 @@ def detection_report(det, results):
                 " and `auto` are missing.", ""]
     goals = []
     for name, target in det["targets"].items():
-        command = target["command"].replace(f"{RELEASE}/", "target/release/").replace(f"{ROOT}/", "")
+        # Paths as from the checkout's root, wherever the figures were measured.
+        command = re.sub(r"\S*/target/release/", "target/release/", target["command"])
+        command = re.sub(r"\S*/(targets/python/)", r"\1", command)
         out += [f"### {name}", "", f"`{command}`: {target['note']}."]
         calls = target.get("calls")
         if calls:
@@ -725,8 +728,8 @@ def detection_report(det, results):
             "intercepted calls: strace --seccomp-bpf adds little overhead there and its fixed delay bridges a "
             "fixed stagger about as well as the shim's `every`, which is the best single strategy on most of them.",
             "",
-            "The call-heavy targets (flock-counter, job-queue, python inventory) make 7,500 to 12,000 intercepted "
-            "calls a run, of which the racy path's are a handful. Plain reruns of them are cheap (5 to 90 ms) and "
+            "The call-heavy targets (flock-counter, job-queue, python inventory) make thousands of intercepted "
+            "calls a run (counted under each), of which the racy path's are a handful. Plain reruns of them are cheap (5 to 90 ms) and "
             "find the bug in a few runs in 300, so being 10x faster than plain reruns needs runs that cost little "
             "more than a plain one and find the bug about ten times as often. A delay on every call (strace, and the shim's `every`) makes each run 100 to 400 times "
             "longer and keeps the processes' relative timing much as it was, so it finds the racy path hardly "

@@ -253,3 +253,72 @@ fn quick_exit_writes_statistics_and_a_killed_process_is_seen_missing() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["event"], "start");
 }
+
+#[test]
+fn the_shim_takes_almost_nothing_from_every_threads_stack() {
+    // Its thread-locals come out of each thread's stack: a 16 KB thread
+    // could not start when they held the shim's buffers.
+    let out = run(under_shim(host(), &[]).arg("small-stack"), LIMIT);
+    assert_exit(&out, 0);
+}
+
+#[test]
+fn bad_path_pointers_fail_with_efault_as_natively() {
+    let native = run(clean_command(host()).arg("bad-pointer"), LIMIT);
+    assert_exit(&native, 0);
+    let dir = tempdir();
+    let shimmed = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_FUNCS", "open,rename"),
+                ("DELAYSHIM_PATHS", "/tmp/*"),
+                ("DELAYSHIM_LOG", dir.path().join("log").to_str().unwrap()),
+            ],
+        )
+        .arg("bad-pointer"),
+        LIMIT,
+    );
+    assert_exit(&shimmed, 0);
+    assert_eq!(text(&shimmed.stdout), text(&native.stdout));
+    assert!(
+        text(&native.stdout).contains("EFAULT"),
+        "{}",
+        text(&native.stdout)
+    );
+}
+
+#[test]
+fn a_host_that_reopens_standard_error_never_gets_the_shims_lines() {
+    let dir = tempdir();
+    let out = run(
+        under_shim(
+            host(),
+            &[("DELAYSHIM_LOG", "stderr"), ("DELAYSHIM_MEAN_US", "2")],
+        )
+        .args(["stderr-reuse", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data")).unwrap(),
+        "DATA\n"
+    );
+    assert!(
+        text(&out.stderr).contains("fn=open"),
+        "lines before the close: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_injected_close_error_still_closes() {
+    let dir = tempdir();
+    let out = run(
+        under_shim(host(), &[("DELAYSHIM_FAULTS", "close:EIO:1")])
+            .args(["close-fault", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(text(&out.stdout), "close -1 EIO, then F_GETFD -1 EBADF\n");
+}

@@ -107,6 +107,9 @@ impl Call {
     }
 
     pub fn flock(self, operation: c_int) -> Call {
+        if crate::locks::flock_kind(operation) == LockKind::Acquire {
+            crate::locks::took_a_lock();
+        }
         Call {
             op: Op::Flock(operation),
             ..self
@@ -114,6 +117,9 @@ impl Call {
     }
 
     pub fn lockf(self, cmd: c_int) -> Call {
+        if crate::locks::lockf_kind(cmd) == LockKind::Acquire {
+            crate::locks::took_a_lock();
+        }
         Call {
             op: Op::Lockf(cmd),
             ..self
@@ -196,6 +202,29 @@ impl Call {
         }
     }
 
+    /// Whether the kernel can read the call's path arguments: a bad pointer
+    /// (EFAULT) or an unterminated name (ENAMETOOLONG) fails the real call,
+    /// and the shim must not read them itself.
+    pub fn paths_readable(&self) -> bool {
+        [self.place, self.other].into_iter().flatten().all(|place| {
+            if place.path.is_null() {
+                return false;
+            }
+            let _errno = crate::errno::SavedErrno::save();
+            // SAFETY: the kernel checks the pointer; stat is plain old data.
+            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            let found = unsafe {
+                libc::fstatat(
+                    place.dirfd,
+                    place.path,
+                    &mut stat,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            found == 0 || !matches!(crate::errno::get(), libc::EFAULT | libc::ENAMETOOLONG)
+        })
+    }
+
     /// Whether the call is on a regular file or directory (or creates,
     /// renames or removes a name), not a pipe, socket, terminal or device.
     pub fn on_file(&self) -> bool {
@@ -254,15 +283,24 @@ pub fn resolve_other(call: &Call, buf: &mut [u8]) -> Option<usize> {
 }
 
 fn fd_path(fd: c_int, buf: &mut [u8]) -> Option<usize> {
-    let mut link = [0u8; 32];
-    let mut name = crate::output::Line::new(&mut link);
-    name.str("/proc/self/fd/").i64(fd.into()).str("\0");
-    let name = name.finish();
-    // Drop the newline finish() added; the name ends in NUL.
-    let name = &name[..name.len() - 1];
+    // "/proc/self/fd/" and up to ten digits and a NUL.
+    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let (mut value, mut n) = (u32::try_from(fd).ok()?, 0);
+    loop {
+        digits[n] = b'0' + (value % 10) as u8;
+        n += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for (i, digit) in digits[..n].iter().rev().enumerate() {
+        link[14 + i] = *digit;
+    }
     // SAFETY: a NUL-terminated name and a writable buffer.
-    let n = unsafe { libc::readlink(name.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0).then_some(n as usize)
+    let got = unsafe { libc::readlink(link.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+    (got >= 0).then_some(got as usize)
 }
 
 fn place_path(place: Place, buf: &mut [u8]) -> Option<usize> {
@@ -277,9 +315,11 @@ fn place_path(place: Place, buf: &mut [u8]) -> Option<usize> {
         return Some(n);
     }
     let mut len = if place.dirfd == libc::AT_FDCWD {
-        // SAFETY: glibc's getcwd fills the buffer with one system call.
-        let got = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
-        if got.is_null() {
+        // The raw system call: glibc's getcwd falls back to code that
+        // allocates when the directory's name is longer than a page.
+        // SAFETY: a writable buffer of its length.
+        let got = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+        if got <= 0 {
             return None;
         }
         buf.iter().position(|&b| b == 0)?
@@ -340,12 +380,21 @@ mod tests {
         assert!(!Call::fd(null.as_raw_fd()).on_file());
         assert!(!Call::path(c"/dev/null".as_ptr()).on_file());
         assert!(Call::path(c"/no/such/file/yet".as_ptr()).on_file());
+        assert!(Call::path(c"/no/such/file/yet".as_ptr()).paths_readable());
+        assert!(!Call::path(8 as *const std::ffi::c_char).paths_readable());
+        assert!(!Call::path(std::ptr::null()).paths_readable());
         let mut buf = [0u8; 4096];
         let n = resolve_path(&Call::path(c"rel/x".as_ptr()), &mut buf).unwrap();
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(&buf[..n], format!("{}/rel/x", cwd.display()).as_bytes());
         let n = resolve_path(&Call::fd(file.as_raw_fd()), &mut buf).unwrap();
         assert!(buf[..n].ends_with(b"/status"));
+        // A descriptor numbered 1000 and up has its path too.
+        let high = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1500) };
+        assert!(high >= 1500);
+        let n = resolve_path(&Call::fd(high), &mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"/status"));
+        unsafe { libc::close(high) };
         let mut small = [0u8; 4];
         assert_eq!(
             resolve_path(&Call::path(c"/abcdef".as_ptr()), &mut small),

@@ -15,36 +15,14 @@
 // Unit tests compile the exported functions out.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
-use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_void};
 
 use crate::output::Line;
 use crate::real::Real;
 
-/// Environment entries the fixed array holds.
-const CAPACITY: usize = 2048;
-
-struct Buffers {
-    entries: [*const c_char; CAPACITY + 2],
-    tree: [u8; 64],
-}
-
-/// The thread's buffers and whether they are being filled. No RefCell: a
-/// vfork child that executes never returns to release a borrow, and its
-/// flag would stay set in its parent's memory.
-struct Env {
-    filling: Cell<bool>,
-    buffers: UnsafeCell<Buffers>,
-}
-
-thread_local! {
-    static ENV: Env = const {
-        Env {
-            filling: Cell::new(false),
-            buffers: UnsafeCell::new(Buffers { entries: [std::ptr::null(); CAPACITY + 2], tree: [0; 64] }),
-        }
-    };
-}
+/// Environment entries the new environment may hold: 4 KB of the caller's
+/// stack. A larger environment passes unchanged.
+const CAPACITY: usize = 512;
 
 extern "C" {
     static environ: *const *const c_char;
@@ -52,60 +30,41 @@ extern "C" {
 
 const PREFIX: &[u8] = b"DELAYSHIM_TREE=";
 
-/// `envp` plus this process's next child's tree entry, in the thread's
-/// buffers; `None` to pass `envp` unchanged.
-fn with_tree_entry(envp: *const *const c_char) -> Option<*const *const c_char> {
-    crate::intercept::config()?;
-    if envp.is_null() {
-        return None;
+/// Runs `f` with `envp` plus this process's next child's tree entry,
+/// built on the stack: thread-local buffers would take their size from
+/// every thread's stack, and a vfork child that executes never returns to
+/// give back anything it took.
+fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    if crate::intercept::config().is_none() || envp.is_null() {
+        return f(envp);
     }
-    ENV.try_with(|env| {
-        if env.filling.replace(true) {
-            return None;
-        }
-        // SAFETY: `filling` keeps anyone else on this thread out until the
-        // buffers are ready; afterwards they are only read, by exec.
-        let buffers = unsafe { &mut *env.buffers.get() };
-        let built = fill(buffers, envp);
-        env.filling.set(false);
-        built
-    })
-    .ok()
-    .flatten()
-}
-
-fn fill(buffers: &mut Buffers, envp: *const *const c_char) -> Option<*const *const c_char> {
-    let mut line = Line::new(&mut buffers.tree);
+    let mut tree = [0u8; 64];
+    let mut entries = [std::ptr::null::<c_char>(); CAPACITY + 2];
+    let mut line = Line::new(&mut tree);
     line.bytes(PREFIX)
         .hex_digits(crate::process::seed())
         .str(":")
         .hex_digits(crate::process::next_child_lineage());
     let len = line.finish().len();
     // finish() ended it with a newline: make it the string's NUL.
-    buffers.tree[len - 1] = 0;
+    tree[len - 1] = 0;
     let mut count = 0;
     let mut at = envp;
     // SAFETY: envp is a NULL-terminated array of C strings, as exec requires.
     unsafe {
         while !(*at).is_null() {
             if count == CAPACITY {
-                return None;
+                return f(envp);
             }
             if !std::ffi::CStr::from_ptr(*at).to_bytes().starts_with(PREFIX) {
-                buffers.entries[count] = *at;
+                entries[count] = *at;
                 count += 1;
             }
             at = at.add(1);
         }
     }
-    buffers.entries[count] = buffers.tree.as_ptr().cast();
-    buffers.entries[count + 1] = std::ptr::null();
-    Some(buffers.entries.as_ptr())
-}
-
-/// Runs `f` with `envp` plus this process's next child's tree entry.
-fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
-    f(with_tree_entry(envp).unwrap_or(envp))
+    entries[count] = tree.as_ptr().cast();
+    f(entries.as_ptr())
 }
 
 fn real<F: Copy>(real: &Real) -> Option<F> {

@@ -17,7 +17,9 @@ impl Guard {
     /// Enters the shim, or `None` if this thread is already inside it.
     pub(crate) fn enter() -> Option<Guard> {
         INSIDE
-            .try_with(|inside| (!inside.replace(true)).then_some(Guard(())))
+            // `then`, not `then_some`: a Guard built and dropped on refusal
+            // would clear the flag of the entry still in progress.
+            .try_with(|inside| (!inside.replace(true)).then(|| Guard(())))
             .ok()
             .flatten()
     }
@@ -37,6 +39,7 @@ mod tests {
     fn nested_entry_is_refused_until_the_outer_guard_drops() {
         let outer = Guard::enter().expect("first entry");
         assert!(Guard::enter().is_none());
+        assert!(Guard::enter().is_none(), "a refusal leaves the flag set");
         drop(outer);
         assert!(Guard::enter().is_some());
     }

@@ -14,6 +14,8 @@ static INIT: extern "C" fn() = init;
 
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn init() {
+    // C promises errno 0 when main starts; loading must leave it as it was.
+    let _errno = crate::errno::SavedErrno::save();
     let _guard = Guard::enter();
     crate::real::resolve_all();
     let config = Config::from_env().unwrap_or_else(|error| refuse(&error.to_string()));

@@ -116,13 +116,21 @@ where
     if active & bit == 0 {
         return call(How::Real);
     }
-    let Some(_guard) = Guard::enter() else {
+    // A vfork child, or one made by a raw clone or _Fork, shares or copied
+    // its parent's state without the fork handlers: its calls pass.
+    if !crate::process::owns_state() {
         return call(How::Real);
-    };
-    // A panic in the shim's own code must not unwind into C: the call then
-    // goes through unaltered.
+    }
+    // The guard covers the decision only: a signal handler's calls during
+    // the sleeps below are decided as any others, and a handler that jumps
+    // out of a sleep leaves nothing held.
     let prepared = {
+        let Some(_guard) = Guard::enter() else {
+            return call(How::Real);
+        };
         let _errno = crate::errno::SavedErrno::save();
+        // A panic in the shim's own code must not unwind into C: the call
+        // then goes through unaltered.
         catch_unwind(AssertUnwindSafe(|| prepare(func, caller, describe))).unwrap_or(None)
     };
     let Some(Prepared { decision, blocks }) = prepared else {
@@ -148,6 +156,12 @@ where
         }
     }
     let result = match decision.fault {
+        // Linux releases the descriptor whatever close reports: a program
+        // that rightly does not retry must not leak it, nor its locks.
+        Some(Fault::Errno(errno)) if func.family() == Family::Close => {
+            let _ = call(How::Real);
+            fail(func, errno)
+        }
         Some(Fault::Errno(errno)) => fail(func, errno),
         Some(Fault::Short) => call(How::Short),
         None => call(How::Real),
@@ -184,6 +198,11 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
     }
     let on_file = call.on_file();
     if config.fds == Fds::Files && !on_file {
+        return None;
+    }
+    if !call.paths_readable() {
+        // The real call fails with EFAULT or ENAMETOOLONG; the shim must not
+        // read the path itself.
         return None;
     }
     if !config.paths.is_empty() && !path_matches(&call, &config.paths) {
@@ -237,37 +256,23 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
 /// file, and the lock command, so that F_SETLK and F_UNLCK from one line
 /// of code are one site each.
 fn site_key(call: &Call) -> u64 {
-    let place = crate::sites::with_site(call.caller, |site| site.map_or(0, |s| s.key()));
+    let place = crate::pool::with_workspace(|space| {
+        crate::sites::site(&mut space.sites, call.caller).map_or(0, |s| s.key())
+    })
+    .unwrap_or(0);
     let (cmd, lock) = call.command_names();
     let command = crate::process::hash_bytes(cmd.unwrap_or("").as_bytes())
         ^ crate::process::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
     crate::process::combine(crate::process::combine(place, call.func as u64), command)
 }
 
-thread_local! {
-    static PATH: std::cell::RefCell<[u8; 4096]> = const { std::cell::RefCell::new([0; 4096]) };
-}
-
 fn path_matches(call: &Call, globs: &[CString]) -> bool {
-    PATH.try_with(|cell| {
-        let Ok(mut buf) = cell.try_borrow_mut() else {
-            return false;
-        };
-        let Some(len) = resolve_path(call, &mut *buf) else {
-            return false;
-        };
-        let matched = globs
-            .iter()
-            .any(|glob| glob_match(glob.to_bytes(), &buf[..len]));
-        matched
-            || call.other.is_some() && {
-                let Some(len) = crate::call::resolve_other(call, &mut *buf) else {
-                    return false;
-                };
-                globs
-                    .iter()
-                    .any(|glob| glob_match(glob.to_bytes(), &buf[..len]))
-            }
+    crate::pool::with_workspace(|space| {
+        let matches = |path: &[u8]| globs.iter().any(|glob| glob_match(glob.to_bytes(), path));
+        let first = resolve_path(call, &mut space.path).is_some_and(|n| matches(&space.path[..n]));
+        first
+            || crate::call::resolve_other(call, &mut space.other)
+                .is_some_and(|n| matches(&space.other[..n]))
     })
     .unwrap_or(false)
 }

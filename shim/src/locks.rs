@@ -41,8 +41,8 @@ impl FcntlCall {
             cmd,
             lock_type: if locks { read_lock_type(arg) } else { None },
         };
-        if call.kind() == LockKind::Acquire && matches!(cmd, libc::F_SETLK | libc::F_SETLKW) {
-            TOOK_RECORD_LOCKS.store(true, Relaxed);
+        if call.kind() == LockKind::Acquire {
+            took_a_lock();
         }
         call
     }
@@ -88,6 +88,13 @@ impl FcntlCall {
             _ => return None,
         })
     }
+}
+
+/// Records that this process took a lock: record locks go when any
+/// descriptor of the file closes, flock and OFD locks when the last one
+/// does, so from now on `close` may release one.
+pub fn took_a_lock() {
+    TOOK_RECORD_LOCKS.store(true, Relaxed);
 }
 
 /// What `flock(fd, operation)` does.

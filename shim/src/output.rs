@@ -96,8 +96,17 @@ impl Output {
     /// standard error.
     pub(crate) fn open(&self, path: Option<&std::path::Path>) -> Result<(), String> {
         let Some(path) = path else {
+            // Standard error as it is now, through a duplicate of our own:
+            // a host that closes 2 and opens a file there never gets our
+            // lines, and a reused duplicate is caught like any descriptor.
             let _ = self.path.set(None);
-            self.fd.store(libc::STDERR_FILENO, Relaxed);
+            let fd = move_high_copy(libc::STDERR_FILENO);
+            let Some((dev, ino)) = identity(fd) else {
+                return Ok(());
+            };
+            self.dev.store(dev, Relaxed);
+            self.ino.store(ino, Relaxed);
+            self.fd.store(fd, Relaxed);
             return Ok(());
         };
         use std::os::unix::ffi::OsStrExt;
@@ -143,15 +152,15 @@ impl Output {
         if fd < 0 {
             return;
         }
-        let Some(Some(path)) = self.path.get() else {
-            write_all(fd, bytes);
-            return;
-        };
         let ours = (self.dev.load(Relaxed), self.ino.load(Relaxed));
         if identity(fd) == Some(ours) {
             write_all(fd, bytes);
             return;
         }
+        let Some(Some(path)) = self.path.get() else {
+            // Our copy of standard error was closed or reused: say nothing.
+            return;
+        };
         // The host closed or reused our descriptor: write through a new
         // one, and close it again so the host's numbering stays its own.
         let fresh = raw_open(path, OPEN_FLAGS, OPEN_MODE);
@@ -162,10 +171,19 @@ impl Output {
     }
 }
 
-/// Moves `fd` to a high number, out of the way of hosts that assume the
-/// lowest free ones. The number may still be reused: [`Output::write`]
-/// checks it.
-fn move_high(fd: c_int) -> c_int {
+/// A high close-on-exec copy of `fd`, which stays open.
+fn move_high_copy(fd: c_int) -> c_int {
+    // SAFETY: the raw fcntl on a descriptor we only duplicate.
+    let copy = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) }
+        as c_int;
+    if copy >= 0 {
+        copy
+    } else {
+        -1
+    }
+}
+
+fn high_fd_floor() -> c_int {
     // SAFETY: rlimit is plain old data.
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
     let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
@@ -173,9 +191,16 @@ fn move_high(fd: c_int) -> c_int {
     } else {
         1024
     };
-    let min = HIGH_FD.min(soft - soft / 4).max(3);
+    HIGH_FD.min(soft - soft / 4).max(3)
+}
+
+/// Moves `fd` to a high number, out of the way of hosts that assume the
+/// lowest free ones. The number may still be reused: [`Output::write`]
+/// checks it.
+fn move_high(fd: c_int) -> c_int {
     // SAFETY: the raw fcntl on the shim's own descriptor.
-    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, min) } as c_int;
+    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) }
+        as c_int;
     if high >= 0 {
         raw_close(fd);
         high

@@ -115,8 +115,11 @@ pub(crate) fn address(func: Func) -> Option<*mut c_void> {
 
 /// The value a call returns when its real definition is missing.
 #[cold]
-pub(crate) fn missing<R: From<i8>>(func: Func) -> R {
+pub(crate) fn missing<R: From<i8> + TryFrom<i32>>(func: Func) -> R {
     REALS[func as usize].report_missing();
+    if func.info().errors == crate::table::Errors::Value {
+        return R::try_from(libc::ENOSYS).unwrap_or_else(|_| R::from(-1));
+    }
     crate::errno::set(libc::ENOSYS);
     R::from(-1)
 }

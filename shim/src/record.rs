@@ -14,7 +14,6 @@
 //! the same in every run of the same program), `thread` its order of first
 //! interception, `index` the call's index among that thread's decided calls.
 
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::call::{resolve_other, resolve_path, Call};
@@ -26,18 +25,6 @@ pub(crate) static LOG: Output = Output::new();
 pub(crate) static RECORD: Output = Output::new();
 /// The command line, read at load, for the record's process lines.
 pub(crate) static COMMAND_LINE: OnceLock<Vec<u8>> = OnceLock::new();
-
-struct Scratch {
-    line: [u8; 2048],
-    path: [u8; 4096],
-    other: [u8; 4096],
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { line: [0; 2048], path: [0; 4096], other: [0; 4096] })
-    };
-}
 
 pub(crate) fn wanted() -> bool {
     LOG.is_open() || RECORD.is_open()
@@ -87,43 +74,39 @@ fn fault_name(fault: Fault) -> &'static str {
 
 /// Logs and records what was decided for `call`.
 pub(crate) fn decision(call: &Call, thread: u64, index: u64, decision: &Decision) {
-    let _ = SCRATCH.try_with(|cell| {
-        let Ok(mut scratch) = cell.try_borrow_mut() else {
-            return;
-        };
-        let scratch = &mut *scratch;
-        let path = resolve_path(call, &mut scratch.path).unwrap_or(0);
-        let other = resolve_other(call, &mut scratch.other).unwrap_or(0);
-        let (path, other) = (&scratch.path[..path], &scratch.other[..other]);
-        crate::sites::with_site(call.caller, |site| {
-            let mut line = Line::new(&mut scratch.line);
-            if RECORD.is_open() {
-                record_line(&mut line, call, thread, index, decision, site, path, other);
-                RECORD.write(line.finish());
-            }
-            if LOG.is_open() {
-                for (when, nanos) in [
-                    ("before", decision.before_nanos),
-                    ("after", decision.after_nanos),
-                ] {
-                    if nanos > 0 {
-                        let mut line = Line::new(&mut scratch.line);
-                        log_line(&mut line, call, site, path, other);
-                        line.str(" when=")
-                            .str(when)
-                            .str(" delay_us=")
-                            .u64(nanos.div_ceil(1000));
-                        LOG.write(line.finish());
-                    }
-                }
-                if let Some(fault) = decision.fault {
-                    let mut line = Line::new(&mut scratch.line);
-                    log_line(&mut line, call, site, path, other);
-                    line.str(" when=fault fault=").str(fault_name(fault));
-                    LOG.write(line.finish());
+    let _ = crate::pool::with_workspace(|space| {
+        let path = resolve_path(call, &mut space.path).unwrap_or(0);
+        let other = resolve_other(call, &mut space.other).unwrap_or(0);
+        let (path, other) = (&space.path[..path], &space.other[..other]);
+        let site = crate::sites::site(&mut space.sites, call.caller);
+        let line = &mut space.line;
+        if RECORD.is_open() {
+            let mut text = Line::new(line);
+            record_line(&mut text, call, thread, index, decision, site, path, other);
+            RECORD.write(text.finish());
+        }
+        if LOG.is_open() {
+            for (when, nanos) in [
+                ("before", decision.before_nanos),
+                ("after", decision.after_nanos),
+            ] {
+                if nanos > 0 {
+                    let mut text = Line::new(line);
+                    log_line(&mut text, call, site, path, other);
+                    text.str(" when=")
+                        .str(when)
+                        .str(" delay_us=")
+                        .u64(nanos.div_ceil(1000));
+                    LOG.write(text.finish());
                 }
             }
-        });
+            if let Some(fault) = decision.fault {
+                let mut text = Line::new(line);
+                log_line(&mut text, call, site, path, other);
+                text.str(" when=fault fault=").str(fault_name(fault));
+                LOG.write(text.finish());
+            }
+        }
     });
 }
 

@@ -1,13 +1,11 @@
 //! Call sites: the caller's address as an object file and an offset in
 //! it, which address-space randomisation does not change between runs.
 //!
-//! Found by reading `/proc/self/maps` with raw system calls into buffers of
-//! the thread's own (no allocation, no loader lock: `dladdr` takes one, and
-//! a signal handler may interrupt a thread holding it), and kept in a small
-//! per-thread cache, so a site costs a read of the maps only the first time
-//! a thread meets an object.
-
-use std::cell::RefCell;
+//! Found by reading `/proc/self/maps` with raw system calls into a
+//! workspace's buffers (no allocation, no loader lock: `dladdr` takes one,
+//! and a signal handler may interrupt a thread holding it), and kept in the
+//! workspace's small cache, so a site costs a read of the maps only the
+//! first time a workspace meets an object.
 
 use crate::output::{raw_close, raw_open, raw_read};
 use crate::process::hash_bytes;
@@ -35,17 +33,21 @@ const EMPTY: Mapping = Mapping {
     name_hash: 0,
 };
 
+/// The mappings a workspace has met, and its buffers for reading maps.
 #[derive(Debug)]
-struct Cache {
+pub(crate) struct SiteCache {
     entries: [Mapping; ENTRIES],
     next: usize,
     chunk: [u8; 4096],
     line: [u8; 512],
 }
 
-thread_local! {
-    static CACHE: RefCell<Cache> = const {
-        RefCell::new(Cache { entries: [EMPTY; ENTRIES], next: 0, chunk: [0; 4096], line: [0; 512] })
+impl SiteCache {
+    pub(crate) const EMPTY: SiteCache = SiteCache {
+        entries: [EMPTY; ENTRIES],
+        next: 0,
+        chunk: [0; 4096],
+        line: [0; 512],
     };
 }
 
@@ -66,41 +68,27 @@ impl Site<'_> {
     }
 }
 
-/// Runs `f` with the site of the caller at `address`, or `None` if no
-/// file mapping holds it (or the thread is re-entering).
-pub fn with_site<R>(address: usize, f: impl FnOnce(Option<Site<'_>>) -> R) -> R {
+/// The site of the caller at `address`, or `None` if no file mapping
+/// holds it.
+pub(crate) fn site(cache: &mut SiteCache, address: usize) -> Option<Site<'_>> {
     let address = address as u64;
-    let mut f = Some(f);
-    let result = CACHE.try_with(|cell| {
-        let Ok(mut cache) = cell.try_borrow_mut() else {
-            return None;
-        };
-        let hit = match cache
-            .entries
-            .iter()
-            .position(|m| m.start <= address && address < m.end)
-        {
-            Some(at) => Some(at),
-            None => cache.load(address),
-        };
-        let f = f.take()?;
-        Some(f(hit.map(|at| {
-            let m = &cache.entries[at];
-            Site {
-                object: &m.name[..m.name_len],
-                offset: address - m.start + m.offset,
-                object_hash: m.name_hash,
-            }
-        })))
-    });
-    match (result, f) {
-        (Ok(Some(value)), _) => value,
-        (_, Some(f)) => f(None),
-        (_, None) => unreachable!("f runs at most once"),
-    }
+    let at = match cache
+        .entries
+        .iter()
+        .position(|m| m.start <= address && address < m.end)
+    {
+        Some(at) => at,
+        None => cache.load(address)?,
+    };
+    let m = &cache.entries[at];
+    Some(Site {
+        object: &m.name[..m.name_len],
+        offset: address - m.start + m.offset,
+        object_hash: m.name_hash,
+    })
 }
 
-impl Cache {
+impl SiteCache {
     /// Reads the maps for the mapping that holds `address` and caches it.
     fn load(&mut self, address: u64) -> Option<usize> {
         let fd = raw_open(c"/proc/self/maps", libc::O_RDONLY | libc::O_CLOEXEC, 0);
@@ -191,15 +179,14 @@ mod tests {
     fn a_function_of_this_binary_is_found_in_it() {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let address = here();
-        let (object, offset, key) = with_site(address, |site| {
-            let site = site.expect("mapped");
-            (site.object.to_vec(), site.offset, site.key())
-        });
+        let mut cache = Box::new(SiteCache::EMPTY);
+        let found = site(&mut cache, address).expect("mapped");
+        let (object, offset, key) = (found.object.to_vec(), found.offset, found.key());
         assert_eq!(object, exe.to_str().unwrap().as_bytes());
         // Cached the second time, with the same answer.
-        assert_eq!(with_site(address, |site| site.unwrap().key()), key);
+        assert_eq!(site(&mut cache, address).unwrap().key(), key);
         assert!(offset > 0);
-        assert!(with_site(8, |site| site.is_none()));
+        assert!(site(&mut cache, 8).is_none());
     }
 
     #[test]

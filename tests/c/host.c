@@ -178,6 +178,53 @@ static int setlkw(const char *dir, const char *mode) {
     return 0;
 }
 
+static void *nothing(void *arg) { return arg; }
+
+/* A thread with the smallest stack a program may ask for. */
+static int small_stack(void) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 16384);
+    pthread_t thread;
+    int error = pthread_create(&thread, &attr, nothing, NULL);
+    printf("pthread_create with a 16 KB stack: %d\n", error);
+    if (error == 0) pthread_join(thread, NULL);
+    return error == 0 ? 0 : 1;
+}
+
+/* Bad path pointers fail with EFAULT, as natively. */
+static int bad_pointer(void) {
+    int fd = open((const char *)8, O_WRONLY | O_CREAT, 0600);
+    int saved = errno;
+    int renamed = rename((const char *)8, "/tmp/x");
+    printf("open %d %s, rename %d %s\n", fd, strerrorname_np(saved), renamed, strerrorname_np(errno));
+    return 0;
+}
+
+/* The host closes standard error and opens its data file there. */
+static int stderr_reuse(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data", dir);
+    close(2);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    write(fd, "DATA\n", 5);
+    fsync(fd);
+    return fd == 2 ? 0 : 1;
+}
+
+/* An injected close error still closes the descriptor. */
+static int close_fault(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/closing", dir);
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    int closed = close(fd);
+    int saved = errno;
+    int still = fcntl(fd, F_GETFD);
+    printf("close %d %s, then F_GETFD %d %s\n", closed, closed < 0 ? strerrorname_np(saved) : "-", still,
+           still < 0 ? strerrorname_np(errno) : "-");
+    return 0;
+}
+
 static int quick(const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/quick", dir);
@@ -196,6 +243,10 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "reuse-fds")) return reuse_fds(dir);
     if (!strcmp(mode, "setlkw")) return setlkw(dir, argc > 3 ? argv[3] : "norestart");
     if (!strcmp(mode, "quick-exit")) return quick(dir);
+    if (!strcmp(mode, "small-stack")) return small_stack();
+    if (!strcmp(mode, "bad-pointer")) return bad_pointer();
+    if (!strcmp(mode, "stderr-reuse")) return stderr_reuse(dir);
+    if (!strcmp(mode, "close-fault")) return close_fault(dir);
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }
