@@ -171,5 +171,8 @@ fn the_budget_bounds_injected_time() {
     let slept_us: u64 = totals(&read_stats(&stats), "delay_us").values().sum();
     let allowed_us = wall.as_micros() as u64 / 10 + 50_000;
     assert!(slept_us <= allowed_us, "slept {slept_us} us in {wall:?}");
-    assert!(slept_us >= 10_000, "the 10 ms grace was used: {slept_us} us");
+    assert!(
+        slept_us >= 10_000,
+        "the 10 ms grace was used: {slept_us} us"
+    );
 }
