@@ -72,6 +72,7 @@ impl Reaper {
     /// Returns how many distinct processes were killed.
     pub fn kill_leftovers(&self, group: libc::pid_t, marker: &str) -> usize {
         let mut killed = BTreeSet::new();
+        let mut settled = false;
         let start = Instant::now();
         loop {
             self.reap_orphans();
@@ -79,11 +80,19 @@ impl Reaper {
                 .filter(|p| !p.zombie && (p.pgrp == group || has_marker(p.pid, marker)))
                 .map(|p| p.pid)
                 .collect();
+            if alive.is_empty() && !killed.is_empty() && !settled {
+                // A run that left processes may still be forking more (a
+                // shell's background chain): look once more a little later.
+                settled = true;
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             if alive.is_empty() || start.elapsed() > Duration::from_secs(2) {
                 // What died since the reaping above is a zombie now.
                 self.reap_orphans();
                 return killed.len();
             }
+            settled = false;
             for pid in alive {
                 // SAFETY: kill signals one process.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
