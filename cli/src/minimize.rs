@@ -9,9 +9,11 @@ use delayshim_campaign::minimize::{explanation, minimize, Options, Record};
 use delayshim_campaign::replay::Invocation;
 use delayshim_campaign::run::{RECORD, RUN_JSON};
 
-/// Shrinks a failing run's recorded delays to the few that still make it
-/// fail, and explains them: which process, thread, call, file and call
-/// site, before or after the call, and for how long. Writes
+/// Explains a failing run: the fewest recorded delays that still make it fail.
+///
+/// Shrinks the run's recorded delays to the few that still make it fail,
+/// and says which process, thread, call, file and call site each is,
+/// before or after the call, and for how long. Writes
 /// RUN_DIR/explanation.md and the minimal set as RUN_DIR/minimize/minimal.txt.
 ///
 /// Each candidate set is replayed --tries times and still fails when at
