@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{assert_exit, clean_command, driver, tempdir, text, under_shim};
+use crate::util::{assert_exit, clean_command, driver, figure, tempdir, text, under_shim};
 
 /// Kills the test must land, in all, and under the shim (the issue asks
 /// for at least 50; a run takes under a second).
@@ -119,17 +119,6 @@ fn run_with_kills(command: &mut Command, cache: &Path, keys: u64, rng: &mut Spli
     let out = output.join().expect("the collecting thread");
     assert_exit(&out, 0);
     text(&out.stdout)
-}
-
-/// The number before `label` in the driver's summary line.
-fn figure(summary: &str, label: &str) -> u64 {
-    let before = &summary[..summary
-        .find(label)
-        .unwrap_or_else(|| panic!("{label}: {summary}"))];
-    let number = before.trim_end().rsplit(' ').next().unwrap();
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("{label}: {summary}"))
 }
 
 /// Recounts, from the journals and the shard files, what the driver's

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{assert_exit, driver, read_stats, run, tempdir, text, under_shim};
+use crate::util::{assert_exit, driver, figure, read_stats, run, tempdir, text, under_shim};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -17,17 +17,6 @@ fn faults_injected(stats: &Path) -> u64 {
         .filter_map(|process| process.get("faults")?.as_object().cloned())
         .flat_map(|faults| faults.into_iter().filter_map(|(_, n)| n.as_u64()))
         .sum()
-}
-
-/// The number before `label` in the driver's summary line.
-fn figure(summary: &str, label: &str) -> u64 {
-    let before = &summary[..summary
-        .find(label)
-        .unwrap_or_else(|| panic!("{label}: {summary}"))];
-    let number = before.trim_end().rsplit(' ').next().unwrap();
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("{label}: {summary}"))
 }
 
 /// Runs a 4x4x50 `--tolerate-errors` driver under `rules`; returns its

@@ -17,6 +17,22 @@ fn host() -> std::path::PathBuf {
     c_program("host", &[])
 }
 
+/// Runs the host's `mode` in `dir` under 2 us delays, logged to `log`.
+fn logged_host(mode: &str, dir: &std::path::Path, log: &std::path::Path) -> std::process::Output {
+    run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "2"),
+                ("DELAYSHIM_LOG", log.to_str().unwrap()),
+            ],
+        )
+        .arg(mode)
+        .arg(dir),
+        LIMIT,
+    )
+}
+
 #[test]
 fn exit_from_a_signal_handler_while_another_thread_allocates_never_hangs() {
     // The old shim formatted the statistics line with the heap in _exit and
@@ -89,17 +105,7 @@ fn a_handler_on_the_smallest_alternate_stack_survives_a_delayed_logged_call() {
 fn long_paths_are_cut_and_marked_and_newlines_cannot_forge_lines() {
     let dir = tempdir();
     let log = dir.path().join("log");
-    let out = run(
-        under_shim(
-            host(),
-            &[
-                ("DELAYSHIM_MEAN_US", "2"),
-                ("DELAYSHIM_LOG", log.to_str().unwrap()),
-            ],
-        )
-        .args(["long-path", dir.path().to_str().unwrap()]),
-        LIMIT,
-    );
+    let out = logged_host("long-path", dir.path(), &log);
     assert_exit(&out, 0);
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -119,17 +125,7 @@ fn long_paths_are_cut_and_marked_and_newlines_cannot_forge_lines() {
 fn a_host_that_reuses_the_shims_descriptor_numbers_never_gets_its_lines() {
     let dir = tempdir();
     let log = dir.path().join("log");
-    let out = run(
-        under_shim(
-            host(),
-            &[
-                ("DELAYSHIM_MEAN_US", "2"),
-                ("DELAYSHIM_LOG", log.to_str().unwrap()),
-            ],
-        )
-        .args(["reuse-fds", dir.path().to_str().unwrap()]),
-        LIMIT,
-    );
+    let out = logged_host("reuse-fds", dir.path(), &log);
     assert_exit(&out, 0);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("host-data")).unwrap(),

@@ -266,3 +266,14 @@ pub fn imports(program: &Path) -> Vec<String> {
         .map(|symbol| symbol.split('@').next().unwrap_or(symbol).to_owned())
         .collect()
 }
+
+/// The number before `label` in the driver's summary line.
+pub fn figure(summary: &str, label: &str) -> u64 {
+    let before = &summary[..summary
+        .find(label)
+        .unwrap_or_else(|| panic!("{label}: {summary}"))];
+    let number = before.trim_end().rsplit(' ').next().unwrap();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("{label}: {summary}"))
+}

@@ -172,15 +172,10 @@ impl Output {
 }
 
 /// A high close-on-exec copy of `fd`, which stays open.
+/// -1 when it cannot be made.
 fn move_high_copy(fd: c_int) -> c_int {
     // SAFETY: the raw fcntl on a descriptor we only duplicate.
-    let copy = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) }
-        as c_int;
-    if copy >= 0 {
-        copy
-    } else {
-        -1
-    }
+    unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) as c_int }
 }
 
 fn high_fd_floor() -> c_int {
@@ -198,9 +193,7 @@ fn high_fd_floor() -> c_int {
 /// lowest free ones. The number may still be reused: [`Output::write`]
 /// checks it.
 fn move_high(fd: c_int) -> c_int {
-    // SAFETY: the raw fcntl on the shim's own descriptor.
-    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) }
-        as c_int;
+    let high = move_high_copy(fd);
     if high >= 0 {
         raw_close(fd);
         high
