@@ -226,7 +226,13 @@ mod tests {
         child.wait().unwrap();
         reaper.release(&child);
         let start = Instant::now();
-        while !processes().any(|p| !p.zombie && has_marker(p.pid, &marker)) {
+        // Until the daemon is tail itself: a process caught between fork and
+        // exec may not show its environment for a moment.
+        let is_tail = |p: &ProcessInfo| {
+            std::fs::read_to_string(format!("/proc/{}/comm", p.pid))
+                .is_ok_and(|c| c.trim() == "tail")
+        };
+        while !processes().any(|p| !p.zombie && is_tail(&p) && has_marker(p.pid, &marker)) {
             assert!(
                 start.elapsed() < Duration::from_secs(5),
                 "the daemon never started"
