@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks: pass-through cost, the driver's run time, increment latency,
+# Benchmarks: what the shim adds to a call, the driver's run time, increment latency,
 # and time to detection of each race target against plain reruns and
 # strace's delay injection. Writes BENCHMARKS.md, benchmarks/results.json
 # benchmarks/detection-vs-mean.svg and benchmarks/detection-by-strategy.svg.

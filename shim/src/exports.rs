@@ -4,6 +4,14 @@
 //! caller's return address (for call sites) in the argument register after
 //! the function's own, then jumps to the function's `inner`, which tests
 //! the pass-through case first and keeps everything else out of line.
+//!
+//! `inner`, `counted` and `slow` share the C calling convention so that
+//! each hands on to the next, and the two fast paths to the real function,
+//! with a jump: the real function then returns straight to the caller. A
+//! wrapper that calls the real function instead adds a return after the
+//! system call, which mispredicts when the kernel's return-stack
+//! mitigations have refilled the return stack: about 8 ns a call, most of
+//! what counting cost (`scripts/bench.sh overhead`).
 
 // Unit tests compile the exported trampolines out.
 #![cfg_attr(test, allow(unused_imports, unused_macros, dead_code))]
@@ -119,12 +127,14 @@ macro_rules! define_exports {
                     unsafe { counted($($arg,)* $($va,)? caller) }
                 }
 
-                /// Counted only, or on to [`slow`].
+                /// Counted only, or on to [`slow`] (which also counts a
+                /// thread's first call, claiming its row).
                 #[inline(never)]
-                unsafe fn counted($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
+                unsafe extern "C" fn counted($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
                     if let Some(address) = crate::real::resolved(Func::$name) {
-                        if crate::intercept::counts_only(Func::$name) {
-                            crate::stats::count_call(Func::$name);
+                        if crate::intercept::counts_only(Func::$name)
+                            && crate::stats::count_call_at_home(Func::$name)
+                        {
                             // SAFETY: as above.
                             return unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($($arg,)* $($va)?) };
                         }
@@ -135,7 +145,7 @@ macro_rules! define_exports {
 
                 #[cold]
                 #[inline(never)]
-                unsafe fn slow($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
+                unsafe extern "C" fn slow($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
                     let Some(address) = crate::real::address(Func::$name) else {
                         return crate::real::missing(Func::$name);
                     };

@@ -323,36 +323,118 @@ fn fork_under_load(dir: &str, n: u64) -> Result<()> {
 
 /// Nanoseconds per call of fcntl64(F_GETFL) and of a 1-byte pwrite64 to a
 /// file in `dir` (a tmpfs for the benchmark), best of five rounds.
-fn passthrough(dir: &str, n: u64) -> Result<()> {
-    let file = std::fs::File::create(format!("{dir}/passthrough"))?;
-    let fd = file.as_raw_fd();
-    let best = |f: &dyn Fn()| {
-        (0..5)
-            .map(|_| {
-                let start = Instant::now();
-                for _ in 0..n {
-                    f();
-                }
-                start.elapsed().as_nanos() as f64 / n as f64
-            })
-            .fold(f64::INFINITY, f64::min)
+/// libc's own definition of `name`, bypassing any preloaded library.
+fn libc_function(name: &std::ffi::CStr) -> Result<*mut c_void> {
+    // SAFETY: valid NUL-terminated names; RTLD_NOLOAD only finds the libc
+    // already loaded.
+    let address = unsafe {
+        let libc_handle = libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if libc_handle.is_null() {
+            bail!("libc.so.6 is not loaded");
+        }
+        libc::dlsym(libc_handle, name.as_ptr())
     };
-    // SAFETY: a valid descriptor and buffer.
-    let getfl = best(&|| unsafe {
-        std::hint::black_box(fcntl64(fd, libc::F_GETFL));
-    });
-    let write = best(&|| unsafe {
-        std::hint::black_box(pwrite64(fd, b"x".as_ptr().cast(), 1, 0));
-    });
-    let plain_write = best(&|| unsafe {
-        std::hint::black_box(libc::write(fd, b"x".as_ptr().cast(), 1));
-    });
-    let unlock = best(&|| unsafe {
-        std::hint::black_box(libc::flock(fd, libc::LOCK_UN));
-    });
-    println!(
-        "fcntl64_getfl_ns={getfl:.2} pwrite64_ns={write:.2} write_ns={plain_write:.2} flock_un_ns={unlock:.2}"
+    if address.is_null() {
+        bail!("libc has no {name:?}");
+    }
+    Ok(address)
+}
+
+/// What a preloaded shim adds to a call, measured in one process: batches
+/// of `per_batch` calls through the interposed symbol (the shim's, when it
+/// is preloaded) alternate with batches straight to libc's definition, and
+/// the median of the per-batch differences is the shim's cost. Pairing the
+/// batches cancels the slow drifts of a shared machine, which separate
+/// processes do not see alike. Without a shim both sides are libc's, and
+/// the difference shows the method's own error.
+fn paired(dir: &str, batches: u64, per_batch: u64) -> Result<()> {
+    type Fcntl = unsafe extern "C" fn(c_int, c_int, ...) -> c_int;
+    type Pwrite = unsafe extern "C" fn(c_int, *const c_void, usize, i64) -> isize;
+    type Write = unsafe extern "C" fn(c_int, *const c_void, usize) -> isize;
+    type Flock = unsafe extern "C" fn(c_int, c_int) -> c_int;
+    let file = std::fs::File::create(format!("{dir}/paired"))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: libc's definitions of these names, with their C prototypes.
+    let (direct_fcntl64, direct_pwrite64, direct_write, direct_flock) = unsafe {
+        (
+            std::mem::transmute::<*mut c_void, Fcntl>(libc_function(c"fcntl64")?),
+            std::mem::transmute::<*mut c_void, Pwrite>(libc_function(c"pwrite64")?),
+            std::mem::transmute::<*mut c_void, Write>(libc_function(c"write")?),
+            std::mem::transmute::<*mut c_void, Flock>(libc_function(c"flock")?),
+        )
+    };
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..per_batch {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / per_batch as f64
+    };
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut fields = Vec::new();
+    let mut pair = |name: &str, interposed: &dyn Fn(), direct: &dyn Fn()| {
+        let (mut through, mut straight, mut extra) = (Vec::new(), Vec::new(), Vec::new());
+        for batch in 0..batches {
+            // Alternate which goes first, so neither always follows the other.
+            let (a, b) = if batch % 2 == 0 {
+                let a = time(interposed);
+                (a, time(direct))
+            } else {
+                let b = time(direct);
+                (time(interposed), b)
+            };
+            through.push(a);
+            straight.push(b);
+            extra.push(a - b);
+        }
+        fields.push(format!(
+            "{name}_ns={:.2} {name}_direct_ns={:.2} {name}_extra_ns={:.2}",
+            median(through),
+            median(straight),
+            median(extra)
+        ));
+    };
+    // SAFETY (each closure): a valid descriptor and buffer.
+    pair(
+        "fcntl64_getfl",
+        &|| unsafe {
+            std::hint::black_box(fcntl64(fd, libc::F_GETFL));
+        },
+        &|| unsafe {
+            std::hint::black_box(direct_fcntl64(fd, libc::F_GETFL));
+        },
     );
+    pair(
+        "pwrite64",
+        &|| unsafe {
+            std::hint::black_box(pwrite64(fd, b"x".as_ptr().cast(), 1, 0));
+        },
+        &|| unsafe {
+            std::hint::black_box(direct_pwrite64(fd, b"x".as_ptr().cast(), 1, 0));
+        },
+    );
+    pair(
+        "write",
+        &|| unsafe {
+            std::hint::black_box(libc::write(fd, b"x".as_ptr().cast(), 1));
+        },
+        &|| unsafe {
+            std::hint::black_box(direct_write(fd, b"x".as_ptr().cast(), 1));
+        },
+    );
+    pair(
+        "flock_un",
+        &|| unsafe {
+            std::hint::black_box(libc::flock(fd, libc::LOCK_UN));
+        },
+        &|| unsafe {
+            std::hint::black_box(direct_flock(fd, libc::LOCK_UN));
+        },
+    );
+    println!("{}", fields.join(" "));
     Ok(())
 }
 
@@ -415,11 +497,11 @@ fn main() -> Result<()> {
         "writes" => writes(arg(2)?, number(3)?, number(4).unwrap_or(1)),
         "fork-children" => fork_children(number(2)?),
         "fork-under-load" => fork_under_load(arg(2)?, number(3)?),
-        "passthrough" => passthrough(arg(2)?, number(3)?),
+        "paired" => paired(arg(2)?, number(3)?, number(4)?),
         "signals" => signals(arg(2)?),
         other => bail!(
             "unknown subcommand {other}; use errno DIR | calls N | writes DIR N [THREADS] | fork-children N | \
-             fork-under-load DIR N | passthrough DIR N | signals DIR"
+             fork-under-load DIR N | paired DIR BATCHES PER_BATCH | signals DIR"
         ),
     }
 }
