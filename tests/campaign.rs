@@ -316,8 +316,9 @@ fn shards_split_the_seeds_with_no_overlap() {
             dir.to_str().unwrap(),
             "--",
             PROBE,
-            "passthrough",
+            "paired",
             out_dir.path().to_str().unwrap(),
+            "5",
             "1",
         ]);
         assert_exit(&out, 0);
@@ -431,7 +432,7 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
                 out_dir.path().to_str().unwrap(),
                 "--",
             ])
-            .args([PROBE, "passthrough", out_dir.path().to_str().unwrap(), "1"]),
+            .args([PROBE, "paired", out_dir.path().to_str().unwrap(), "5", "1"]),
         LIMIT,
     );
     assert_exit(&out, 0);
@@ -440,7 +441,7 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
         assert_eq!(
             log.lines().filter(|l| l.contains(" fn=pwrite64 ")).count(),
             5,
-            "the probe's five pwrite64 calls on a file: {log}"
+            "the probe's five pwrite64 calls through the shim (5 batches of 1): {log}"
         );
     }
     assert!(

@@ -237,7 +237,7 @@ fn installed_with_the_readme_command_it_works_from_any_directory() {
                     "--shard", shard, "--out", &dir, "--",
                 ])
                 .arg(PROBE)
-                .args(["passthrough", ".", "1"]),
+                .args(["paired", ".", "5", "1"]),
             LIMIT,
         );
         assert_exit(&out, 0);
@@ -440,7 +440,7 @@ fn on_a_terminal_fuzz_shows_progress_instead_of_passing_runs() {
             .arg(out_dir.path())
             .arg("--")
             .arg(PROBE)
-            .args(["passthrough", ".", "1"])
+            .args(["paired", ".", "5", "1"])
             .env("XDG_CACHE_HOME", crate::util::shim_cache())
             .current_dir(out_dir.path()),
         Duration::from_secs(120),
