@@ -334,3 +334,64 @@ fn a_tree_shares_one_seed_and_exec_siblings_draw_different_delays() {
         "a start and an exit line each"
     );
 }
+
+#[test]
+fn children_started_where_the_shim_cannot_see_still_draw_their_own_delays() {
+    // system(), popen() and fork-then-execl() give the child the process's
+    // own environment, unchanged by any wrapper.
+    let spawner = c_program("spawner", &[]);
+    let dir = tempdir();
+    let draws_under = |seed: Option<&str>, name: &str| {
+        let stats = dir.path().join(format!("{name}.stats"));
+        let log = dir.path().join(format!("{name}.log"));
+        let mut settings = vec![
+            ("DELAYSHIM_FUNCS", "fcntl64"),
+            ("DELAYSHIM_FDS", "all"),
+            ("DELAYSHIM_CALLS", "all"),
+            ("DELAYSHIM_MEAN_US", "5"),
+            ("DELAYSHIM_STATS", stats.to_str().unwrap()),
+            ("DELAYSHIM_LOG", log.to_str().unwrap()),
+        ];
+        if let Some(seed) = seed {
+            settings.push(("DELAYSHIM_SEED", seed));
+        }
+        let out = run(
+            under_shim(spawner.to_str().unwrap(), &settings).arg(PROBE),
+            LIMIT,
+        );
+        assert_exit(&out, 0);
+        let lines = read_stats(&stats);
+        let seeds: Vec<_> = lines.iter().map(|l| l["seed"].to_string()).collect();
+        assert!(
+            seeds.iter().all(|s| s == &seeds[0]),
+            "one seed for the whole tree: {lines:?}"
+        );
+        let probes: Vec<String> = lines
+            .iter()
+            .filter(|l| l["exe"].as_str().unwrap().ends_with("/probe"))
+            .map(|l| l["pid"].to_string())
+            .collect();
+        assert_eq!(probes.len(), 5, "{lines:?}");
+        let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in read_log(&log) {
+            by_pid
+                .entry(line.get("pid").unwrap().to_owned())
+                .or_default()
+                .push(line.get("delay_us").unwrap().to_owned());
+        }
+        let mut draws: Vec<Vec<String>> = probes.iter().map(|pid| by_pid[pid].clone()).collect();
+        assert!(draws.iter().all(|d| d.len() == 10), "{draws:?}");
+        draws.sort();
+        (seeds[0].clone(), draws)
+    };
+    let (seed, draws) = draws_under(None, "first");
+    for pair in draws.windows(2) {
+        // 10 delays of mean 5 us drawn alike by chance: about 1 in 10^10.
+        assert_ne!(
+            pair[0], pair[1],
+            "two children drew the same delays: {draws:?}"
+        );
+    }
+    let (_, again) = draws_under(Some(&seed), "again");
+    assert_eq!(again, draws, "the seed reproduces every child's delays");
+}

@@ -456,7 +456,7 @@ fn parse_sink(value: &str, cwd: &Path) -> Option<Option<PathBuf>> {
 }
 
 /// `SEED:LINEAGE`, both in hex, as [`crate::process`] writes it.
-fn parse_tree(value: &str) -> Option<Tree> {
+pub(crate) fn parse_tree(value: &str) -> Option<Tree> {
     let (seed, lineage) = value.split_once(':')?;
     Some(Tree {
         seed: u64::from_str_radix(seed, 16).ok()?,

@@ -1,21 +1,26 @@
 //! Passing the tree's seed and a place in the tree to every program this
 //! process executes or spawns: the exec and posix_spawn families add
-//! `DELAYSHIM_TREE=SEED:LINEAGE` to the new program's environment (the
-//! process's own environment is never changed, nor is `LD_PRELOAD`).
+//! `DELAYSHIM_TREE=SEED:LINEAGE` to the new program's environment, with a
+//! ticket of its own (`LD_PRELOAD` is never changed).
 //!
-//! The new environment is built in a fixed per-thread array: these calls
-//! are made from vfork children and signal handlers. An environment too
-//! large for it passes unchanged, and that program starts a tree of its
-//! own (with the inherited seed, if `DELAYSHIM_SEED` is set).
+//! The new environment is built in a fixed array on the caller's stack:
+//! these calls are made from vfork children and signal handlers. An
+//! environment too large for it passes unchanged, and that program starts
+//! a tree of its own (with the inherited seed, if `DELAYSHIM_SEED` is set).
 //!
-//! glibc's `system()` and `popen()` spawn through internal calls that no
-//! preloaded library sees; their children are told apart by their command
-//! lines only.
+//! Some children start where no preloaded library sees it: glibc's
+//! `system()` and `popen()` spawn through internal calls, and `execl()`
+//! and its variadic siblings are not wrapped. They inherit the process's
+//! own environment, so the shim keeps one entry there, [`OWN_ENTRY`], whose
+//! lineage is renewed at load, in every fork child and before every
+//! `system()` and `popen()`: two such children of one process no longer
+//! inherit one lineage, and draw different delays.
 
 // Unit tests compile the exported functions out.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use crate::output::Line;
 use crate::real::Real;
@@ -29,6 +34,53 @@ extern "C" {
 }
 
 const PREFIX: &[u8] = b"DELAYSHIM_TREE=";
+
+/// Where the seed and the lineage start in [`OWN_ENTRY`], 16 hex digits each.
+const SEED_AT: usize = PREFIX.len();
+const LINEAGE_AT: usize = SEED_AT + 17;
+const ENTRY_LEN: usize = LINEAGE_AT + 16 + 1;
+
+/// This process's own `DELAYSHIM_TREE=SEED:LINEAGE` entry, put into its
+/// environment at load (`putenv` keeps the pointer, not a copy). Fixed
+/// width, so the lineage is rewritten in place with single-byte stores,
+/// which a fork child's handler may make; the final byte stays NUL.
+static OWN_ENTRY: [AtomicU8; ENTRY_LEN] = [const { AtomicU8::new(0) }; ENTRY_LEN];
+
+fn write_hex(at: usize, value: u64) {
+    for (i, byte) in OWN_ENTRY[at..at + 16].iter().enumerate() {
+        let nibble = (value >> (60 - 4 * i)) & 0xf;
+        byte.store(b"0123456789abcdef"[nibble as usize], Relaxed);
+    }
+}
+
+/// Puts [`OWN_ENTRY`] into the environment. At load only: `putenv` may
+/// allocate a longer environment array.
+pub(crate) fn install_own_entry() {
+    for (byte, &value) in OWN_ENTRY.iter().zip(PREFIX) {
+        byte.store(value, Relaxed);
+    }
+    write_hex(SEED_AT, crate::process::seed());
+    OWN_ENTRY[SEED_AT + 16].store(b':', Relaxed);
+    renew_own_entry();
+    // SAFETY: a NUL-terminated NAME=VALUE string that lives as long as the
+    // process; the environment only reads it (AtomicU8 has u8's layout).
+    unsafe { libc::putenv(OWN_ENTRY.as_ptr().cast_mut().cast()) };
+}
+
+/// Gives the next child started where the shim cannot see it a ticket of
+/// its own. Atomic stores only: called in fork children.
+pub(crate) fn renew_own_entry() {
+    write_hex(LINEAGE_AT, crate::process::next_child_lineage());
+}
+
+/// The lineage [`OWN_ENTRY`] now passes on.
+#[cfg(test)]
+fn own_entry() -> String {
+    OWN_ENTRY[..ENTRY_LEN - 1]
+        .iter()
+        .map(|b| char::from(b.load(Relaxed)))
+        .collect()
+}
 
 /// Runs `f` with `envp` plus this process's next child's tree entry,
 /// built on the stack: thread-local buffers would take their size from
@@ -83,6 +135,8 @@ type Argv = *const *const c_char;
 type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
+type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
 type SpawnFn = unsafe extern "C" fn(
     *mut libc::pid_t,
     *const c_char,
@@ -206,4 +260,67 @@ pub unsafe extern "C" fn posix_spawnp(
     with_tree(envp, |envp| unsafe {
         spawn(pid, file, actions, attributes, argv, envp)
     })
+}
+
+/// # Safety
+/// As for the C function.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
+    let Some(system) = real::<SystemFn>(&crate::real::SYSTEM) else {
+        return missing(&crate::real::SYSTEM);
+    };
+    if crate::intercept::config().is_some() && crate::process::owns_state() {
+        renew_own_entry();
+    }
+    // SAFETY: the caller's argument.
+    unsafe { system(command) }
+}
+
+/// # Safety
+/// As for the C function.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    let Some(popen) = real::<PopenFn>(&crate::real::POPEN) else {
+        missing(&crate::real::POPEN);
+        return std::ptr::null_mut();
+    };
+    if crate::intercept::config().is_some() && crate::process::owns_state() {
+        renew_own_entry();
+    }
+    // SAFETY: the caller's arguments.
+    unsafe { popen(command, mode) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_entry_is_the_environment_entry_and_renews_in_place() {
+        let _state = crate::PROCESS_STATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The lineage comes from process state other tests change: these
+        // checks hold whatever it is.
+        install_own_entry();
+        let first = own_entry();
+        assert_eq!(first.len(), ENTRY_LEN - 1);
+        let value = |entry: &str| entry["DELAYSHIM_TREE=".len()..].to_owned();
+        assert_eq!(std::env::var("DELAYSHIM_TREE").unwrap(), value(&first));
+        write_hex(LINEAGE_AT, 0x0123_4567_89ab_cdef);
+        write_hex(SEED_AT, 42);
+        assert_eq!(
+            std::env::var("DELAYSHIM_TREE").unwrap(),
+            "000000000000002a:0123456789abcdef",
+            "the environment holds the entry itself, not a copy"
+        );
+        let parsed = crate::config::parse_tree("000000000000002a:0123456789abcdef").unwrap();
+        assert_eq!((parsed.seed, parsed.lineage), (42, 0x0123_4567_89ab_cdef));
+        renew_own_entry();
+        let renewed = std::env::var("DELAYSHIM_TREE").unwrap();
+        assert!(renewed.starts_with("000000000000002a:"), "{renewed}");
+        assert_ne!(renewed, "000000000000002a:0123456789abcdef", "a new ticket");
+    }
 }

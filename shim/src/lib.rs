@@ -55,3 +55,9 @@ mod sites;
 pub mod stats;
 pub mod strategy;
 pub mod table;
+
+/// Held by the unit tests that change or count in process-wide state (the
+/// seed and lineage, a simulated fork child's reset of the statistics), so
+/// they do not see each other's changes.
+#[cfg(test)]
+pub(crate) static PROCESS_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());

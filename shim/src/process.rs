@@ -127,6 +127,7 @@ pub(crate) extern "C" fn in_fork_child() {
     NEXT_CHILD.store(0, Relaxed);
     NEXT_THREAD.store(0, Relaxed);
     GENERATION.fetch_add(1, Relaxed);
+    crate::exec::renew_own_entry();
     crate::stats::reset_in_child();
     crate::record::process_line();
 }
@@ -146,6 +147,9 @@ mod tests {
     // These tests share the process-wide statics, so they run as one.
     #[test]
     fn streams_follow_seed_thread_order_fork_and_exec() {
+        let _state = crate::PROCESS_STATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         init(42, None);
         let first = std::thread::spawn(draws).join().unwrap();
         let second = std::thread::spawn(draws).join().unwrap();

@@ -78,6 +78,8 @@ pub(crate) static EXECVPE: Real = Real::new(c"execvpe");
 pub(crate) static FEXECVE: Real = Real::new(c"fexecve");
 pub(crate) static EXECVEAT: Real = Real::new(c"execveat");
 pub(crate) static POSIX_SPAWN: Real = Real::new(c"posix_spawn");
+pub(crate) static SYSTEM: Real = Real::new(c"system");
+pub(crate) static POPEN: Real = Real::new(c"popen");
 pub(crate) static POSIX_SPAWNP: Real = Real::new(c"posix_spawnp");
 
 /// Resolves every real function now, while the process is still
@@ -94,6 +96,8 @@ pub(crate) fn resolve_all() {
         &EXECVEAT,
         &POSIX_SPAWN,
         &POSIX_SPAWNP,
+        &SYSTEM,
+        &POPEN,
     ]) {
         let _ = real.get();
     }

@@ -248,6 +248,9 @@ mod tests {
 
     #[test]
     fn counts_from_many_threads_add_up() {
+        let _state = crate::PROCESS_STATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let before = calls_of(Func::fsync as usize);
         std::thread::scope(|scope| {
             for _ in 0..4 {
@@ -259,6 +262,9 @@ mod tests {
 
     #[test]
     fn the_home_row_counts_after_the_first_call_and_nothing_is_lost() {
+        let _state = crate::PROCESS_STATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let before = calls_of(Func::syncfs as usize);
         let at_home = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..8)
