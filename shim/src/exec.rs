@@ -92,6 +92,9 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
     }
     let mut tree = [0u8; 64];
     let mut entries = [std::ptr::null::<c_char>(); CAPACITY + 2];
+    let Some(count) = copy_environment(envp, &mut entries[..CAPACITY]) else {
+        return f(envp);
+    };
     let mut line = Line::new(&mut tree);
     line.bytes(PREFIX)
         .hex_digits(crate::process::seed())
@@ -100,23 +103,76 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
     let len = line.finish().len();
     // finish() ended it with a newline: make it the string's NUL.
     tree[len - 1] = 0;
-    let mut count = 0;
-    let mut at = envp;
-    // SAFETY: envp is a NULL-terminated array of C strings, as exec requires.
-    unsafe {
-        while !(*at).is_null() {
-            if count == CAPACITY {
-                return f(envp);
-            }
-            if !std::ffi::CStr::from_ptr(*at).to_bytes().starts_with(PREFIX) {
-                entries[count] = *at;
-                count += 1;
-            }
-            at = at.add(1);
-        }
-    }
     entries[count] = tree.as_ptr().cast();
     f(entries.as_ptr())
+}
+
+/// Copies `envp`'s entries but any `DELAYSHIM_TREE` into `entries`, and
+/// returns how many. Read through the kernel ([`crate::peek`]): `None`
+/// when it cannot read them, and the real call then fails with EFAULT as
+/// it would without the shim; `None` too when they do not fit.
+fn copy_environment(envp: *const *const c_char, entries: &mut [*const c_char]) -> Option<usize> {
+    const BATCH: usize = 16;
+    const POINTER: usize = std::mem::size_of::<*const c_char>();
+    let mut kept = 0;
+    let mut keep = |entry: *const c_char| {
+        *entries.get_mut(kept)? = entry;
+        kept += 1;
+        Some(())
+    };
+    let mut at = envp as usize;
+    loop {
+        let mut pointers = [std::ptr::null::<c_char>(); BATCH];
+        let sources: [(usize, usize); BATCH] = std::array::from_fn(|i| (at + i * POINTER, POINTER));
+        // SAFETY: the pointers' own bytes, as a byte buffer to copy into.
+        let into = unsafe {
+            std::slice::from_raw_parts_mut(pointers.as_mut_ptr().cast::<u8>(), BATCH * POINTER)
+        };
+        let got = crate::peek::copy(into, &sources);
+        if got == 0 {
+            return None;
+        }
+        let end = pointers[..got].iter().position(|p| p.is_null());
+        let live = &pointers[..end.unwrap_or(got)];
+        let starts: [(usize, usize); BATCH] =
+            std::array::from_fn(|i| (live.get(i).map_or(0, |&p| p as usize), PREFIX.len()));
+        let mut prefixes = [0u8; BATCH * PREFIX.len()];
+        let mut checked = 0;
+        while checked < live.len() {
+            let read = crate::peek::copy(
+                &mut prefixes[checked * PREFIX.len()..],
+                &starts[checked..live.len()],
+            );
+            for (i, &entry) in live.iter().enumerate().skip(checked).take(read) {
+                if &prefixes[i * PREFIX.len()..(i + 1) * PREFIX.len()] != PREFIX {
+                    keep(entry)?;
+                }
+            }
+            checked += read;
+            if let Some(&entry) = live.get(checked) {
+                // Fewer readable bytes than the prefix: a short entry at
+                // the end of its memory, or a bad pointer.
+                if !is_short_string(entry as usize) {
+                    return None;
+                }
+                keep(entry)?;
+                checked += 1;
+            }
+        }
+        if end.is_some() {
+            return Some(kept);
+        }
+        at += got * POINTER;
+    }
+}
+
+/// Whether a NUL ends the string at `address` within the prefix's length,
+/// in memory the kernel can read.
+fn is_short_string(address: usize) -> bool {
+    let sources: [(usize, usize); PREFIX.len()] = std::array::from_fn(|i| (address + i, 1));
+    let mut bytes = [0xffu8; PREFIX.len()];
+    let read = crate::peek::copy(&mut bytes, &sources);
+    bytes[..read].contains(&0)
 }
 
 fn real<F: Copy>(real: &Real) -> Option<F> {
@@ -322,5 +378,77 @@ mod tests {
         let renewed = std::env::var("DELAYSHIM_TREE").unwrap();
         assert!(renewed.starts_with("000000000000002a:"), "{renewed}");
         assert_ne!(renewed, "000000000000002a:0123456789abcdef", "a new ticket");
+    }
+
+    fn copied(envp: &[*const c_char], capacity: usize) -> Option<Vec<String>> {
+        let mut entries = vec![std::ptr::null(); capacity];
+        let count = copy_environment(envp.as_ptr(), &mut entries)?;
+        Some(
+            entries[..count]
+                .iter()
+                // SAFETY: entries the test made, NUL-terminated.
+                .map(|&e| {
+                    unsafe { std::ffi::CStr::from_ptr(e) }
+                        .to_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_environment_is_copied_without_tree_entries_and_bad_pointers_are_refused() {
+        let owned: Vec<std::ffi::CString> = (0..40)
+            .map(|i| std::ffi::CString::new(format!("VAR{i}=value {i}")).unwrap())
+            .chain([
+                c"DELAYSHIM_TREE=1:2".to_owned(),
+                c"A=".to_owned(),
+                c"".to_owned(),
+            ])
+            .collect();
+        let mut envp: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let kept = copied(&envp, CAPACITY).unwrap();
+        assert_eq!(kept.len(), 42, "all but the tree entry, over three batches");
+        assert_eq!(kept[0], "VAR0=value 0");
+        assert_eq!(kept[39], "VAR39=value 39");
+        assert_eq!(&kept[40..], ["A=", ""]);
+        assert_eq!(copied(&envp, 41), None, "too many for the room");
+        let mut bad_entry = envp.clone();
+        bad_entry[20] = 8 as *const c_char;
+        assert_eq!(copied(&bad_entry, CAPACITY), None);
+        let mut entries = [std::ptr::null(); 4];
+        assert_eq!(
+            copy_environment(std::ptr::dangling::<*const c_char>(), &mut entries),
+            None
+        );
+    }
+
+    #[test]
+    fn a_short_entry_at_the_end_of_its_memory_is_kept() {
+        // SAFETY: two fresh pages, the second unmapped again at once.
+        unsafe {
+            let page = 4096;
+            let memory = libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(memory, libc::MAP_FAILED);
+            libc::munmap(memory.cast::<u8>().add(page).cast(), page);
+            let short = memory.cast::<u8>().add(page - 4);
+            std::ptr::copy_nonoverlapping(c"A=1".as_ptr().cast::<u8>(), short, 4);
+            let unterminated = memory.cast::<u8>().add(page - 3);
+            let envp = [short.cast::<c_char>().cast_const(), std::ptr::null()];
+            assert_eq!(copied(&envp, 4).unwrap(), ["A=1"]);
+            std::ptr::copy_nonoverlapping(b"B=2".as_ptr(), unterminated, 3);
+            let envp = [unterminated.cast::<c_char>().cast_const(), std::ptr::null()];
+            assert_eq!(copied(&envp, 4), None, "runs into unmapped memory");
+            libc::munmap(memory, page);
+        }
     }
 }

@@ -46,6 +46,7 @@ mod init;
 pub mod intercept;
 pub mod locks;
 mod output;
+mod peek;
 mod pool;
 mod process;
 mod real;

@@ -1,7 +1,7 @@
 //! Telling lock acquisitions from releases, for fcntl, flock and lockf,
 //! and the non-blocking form of each blocking lock call.
 
-use std::ffi::{c_int, c_short, c_ulong, c_void};
+use std::ffi::{c_int, c_short, c_ulong};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Whether this process has been seen taking an fcntl record lock: then
@@ -166,18 +166,10 @@ fn read_lock_type(arg: c_ulong) -> Option<c_short> {
     if arg == 0 {
         return None;
     }
-    let mut lock_type: c_short = 0;
-    let local = libc::iovec {
-        iov_base: (&mut lock_type as *mut c_short).cast::<c_void>(),
-        iov_len: std::mem::size_of::<c_short>(),
-    };
-    let remote = libc::iovec {
-        iov_base: arg as *mut c_void,
-        iov_len: std::mem::size_of::<c_short>(),
-    };
-    // SAFETY: `local` is our own writable c_short; the kernel validates `remote`.
-    let copied = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    (copied == std::mem::size_of::<c_short>() as isize).then_some(lock_type)
+    let mut lock_type = [0u8; std::mem::size_of::<c_short>()];
+    let source = (arg as usize, lock_type.len());
+    let copied = crate::peek::copy(&mut lock_type, &[source]);
+    (copied == 1).then_some(c_short::from_ne_bytes(lock_type))
 }
 
 #[cfg(test)]

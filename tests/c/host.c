@@ -198,6 +198,15 @@ static int bad_pointer(void) {
     int saved = errno;
     int renamed = rename((const char *)8, "/tmp/x");
     printf("open %d %s, rename %d %s\n", fd, strerrorname_np(saved), renamed, strerrorname_np(errno));
+    char *argv_true[] = {"true", NULL};
+    char **volatile bad_environment = (char **)8; /* volatile: the compiler sees no constant */
+    int bad_array = execve("/bin/true", argv_true, bad_environment);
+    saved = errno;
+    char *bad_entry_env[] = {"A=1", (char *)8, NULL};
+    int bad_entry = execve("/bin/true", argv_true, bad_entry_env);
+    printf("execve bad environment %d %s, bad entry %d %s\n", bad_array, strerrorname_np(saved), bad_entry,
+           strerrorname_np(errno));
+    fflush(stdout);
     return 0;
 }
 
