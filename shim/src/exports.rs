@@ -131,10 +131,13 @@ macro_rules! define_exports {
                 /// thread's first call, claiming its row).
                 #[inline(never)]
                 unsafe extern "C" fn counted($($arg: $ty,)* $($va: $vty,)? caller: usize) -> $ret {
-                    if let Some(address) = crate::real::resolved(Func::$name) {
-                        if crate::intercept::counts_only(Func::$name)
-                            && crate::stats::count_call_at_home(Func::$name)
-                        {
+                    if crate::real::resolved(Func::$name).is_some()
+                        && crate::intercept::counts_only(Func::$name)
+                        && crate::stats::count_call_at_home(Func::$name)
+                    {
+                        // Loaded again rather than kept in a register the
+                        // count needs: the jump reads it from memory.
+                        if let Some(address) = crate::real::resolved(Func::$name) {
                             // SAFETY: as above.
                             return unsafe { std::mem::transmute::<*mut c_void, RealFn>(address)($($arg,)* $($va)?) };
                         }
