@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::util::{
-    assert_exit, c_program, clean_command, read_stats, read_stats_events, run, tempdir, text,
+    assert_exit, c_program, clean_command, read_stats, read_stats_events, run, shim, tempdir, text,
     under_shim,
 };
 
@@ -318,4 +318,72 @@ fn an_injected_close_error_still_closes() {
     );
     assert_exit(&out, 0);
     assert_eq!(text(&out.stdout), "close -1 EIO, then F_GETFD -1 EBADF\n");
+}
+
+#[test]
+fn a_crash_reporter_on_an_8_kb_alternate_stack_still_starts_programs() {
+    // posix_spawn with the process's environment and fork-then-execve with
+    // one of its own, from a SIGSEGV handler on glibc's classic SIGSTKSZ.
+    let native = run(clean_command(host()).arg("report-on-crash"), LIMIT);
+    assert_exit(&native, 42);
+    let dir = tempdir();
+    let shimmed = run(
+        under_shim(
+            host(),
+            &[(
+                "DELAYSHIM_STATS",
+                dir.path().join("stats").to_str().unwrap(),
+            )],
+        )
+        .arg("report-on-crash"),
+        LIMIT,
+    );
+    assert_exit(&shimmed, 42);
+}
+
+#[test]
+fn a_seccomp_sandbox_that_kills_on_process_vm_readv_runs_as_natively() {
+    let dir = tempdir();
+    let native = run(
+        clean_command(host()).args(["sandboxed", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&native, 0);
+    let log = dir.path().join("log");
+    let shimmed = run(
+        under_shim(
+            host(),
+            &[
+                ("DELAYSHIM_MEAN_US", "2"),
+                ("DELAYSHIM_LOG", log.to_str().unwrap()),
+            ],
+        )
+        .args(["sandboxed", dir.path().to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_exit(&shimmed, 0);
+    assert_eq!(text(&shimmed.stdout), text(&native.stdout));
+    assert_eq!(
+        text(&native.stdout),
+        "execve -1 ENOENT\nlock 0, spawned 0 0\n"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("cmd=F_SETLK lock=F_WRLCK"),
+        "the lock, read without the kernel's reader, is still delayed: {log}"
+    );
+}
+
+#[test]
+fn a_program_that_dlopens_and_dlcloses_the_shim_keeps_working() {
+    // The shim's environment entry and fork handlers point into it: it
+    // must stay mapped.
+    let out = run(
+        clean_command(host())
+            .args(["dlclose", shim().to_str().unwrap()])
+            .env("DELAYSHIM_SEED", "3"),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    assert_eq!(text(&out.stdout), "environment read, child 0\n");
 }

@@ -1,20 +1,26 @@
 //! Passing the tree's seed and a place in the tree to every program this
-//! process executes or spawns: the exec and posix_spawn families add
-//! `DELAYSHIM_TREE=SEED:LINEAGE` to the new program's environment, with a
-//! ticket of its own (`LD_PRELOAD` is never changed).
+//! process executes or spawns: the exec and posix_spawn families give the
+//! new program a `DELAYSHIM_TREE=SEED:LINEAGE` entry with a ticket of its
+//! own (`LD_PRELOAD` is never changed).
 //!
-//! The new environment is built in a fixed array on the caller's stack:
-//! these calls are made from vfork children and signal handlers. An
-//! environment too large for it passes unchanged, and that program starts
-//! a tree of its own (with the inherited seed, if `DELAYSHIM_SEED` is set).
+//! The shim keeps its own entry, [`OWN_ENTRY`], in the process's
+//! environment. A call that passes that environment (`execv`, `execvp`,
+//! `posix_spawn(..., environ)`) gets a new ticket written into the entry
+//! in place, and nothing is copied. Some children start where no wrapper
+//! sees them: glibc's `system()`, `popen()` and `wordexp()` spawn through
+//! internal calls, and `execl()` and its variadic siblings are not
+//! wrapped. They inherit the same entry, renewed at load, in every fork
+//! child and before every `system()`, `popen()` and `wordexp()`, so two
+//! such children of one process do not inherit one lineage.
 //!
-//! Some children start where no preloaded library sees it: glibc's
-//! `system()` and `popen()` spawn through internal calls, and `execl()`
-//! and its variadic siblings are not wrapped. They inherit the process's
-//! own environment, so the shim keeps one entry there, [`OWN_ENTRY`], whose
-//! lineage is renewed at load, in every fork child and before every
-//! `system()` and `popen()`: two such children of one process no longer
-//! inherit one lineage, and draw different delays.
+//! Any other environment is copied without its tree entries, plus a new
+//! one, into an array on the caller's stack (these calls are made from
+//! vfork children and from signal handlers on small alternate stacks), or
+//! into a mapping for more than [`ON_STACK`] entries. The copy reads the
+//! caller's memory through the kernel ([`crate::peek`]), so a bad pointer
+//! fails the real call with EFAULT as it would without the shim; under a
+//! seccomp filter it reads as libc would. An environment that cannot be
+//! copied passes unchanged, after the own entry's renewal.
 
 // Unit tests compile the exported functions out.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
@@ -22,12 +28,13 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use crate::output::Line;
 use crate::real::Real;
 
-/// Environment entries the new environment may hold: 4 KB of the caller's
-/// stack. A larger environment passes unchanged.
-const CAPACITY: usize = 512;
+/// Environment entries a copy may hold on the caller's stack (2 KB).
+const ON_STACK: usize = 256;
+/// Entries a mapped copy may hold (512 KB of address space, touched only
+/// as far as used).
+const MAPPED: usize = 1 << 16;
 
 extern "C" {
     static environ: *const *const c_char;
@@ -46,10 +53,14 @@ const ENTRY_LEN: usize = LINEAGE_AT + 16 + 1;
 /// which a fork child's handler may make; the final byte stays NUL.
 static OWN_ENTRY: [AtomicU8; ENTRY_LEN] = [const { AtomicU8::new(0) }; ENTRY_LEN];
 
+/// The `i`th of `value`'s 16 hex digits, most significant first.
+fn hex_digit(value: u64, i: usize) -> u8 {
+    b"0123456789abcdef"[((value >> (60 - 4 * i)) & 0xf) as usize]
+}
+
 fn write_hex(at: usize, value: u64) {
     for (i, byte) in OWN_ENTRY[at..at + 16].iter().enumerate() {
-        let nibble = (value >> (60 - 4 * i)) & 0xf;
-        byte.store(b"0123456789abcdef"[nibble as usize], Relaxed);
+        byte.store(hex_digit(value, i), Relaxed);
     }
 }
 
@@ -62,9 +73,57 @@ pub(crate) fn install_own_entry() {
     write_hex(SEED_AT, crate::process::seed());
     OWN_ENTRY[SEED_AT + 16].store(b':', Relaxed);
     renew_own_entry();
+    // Every inherited entry goes: the configuration read the last one, and
+    // getenv would find the first.
+    // SAFETY: a valid name.
+    unsafe { libc::unsetenv(c"DELAYSHIM_TREE".as_ptr()) };
+    put_own_entry();
+}
+
+fn own_entry_pointer() -> *const c_char {
+    OWN_ENTRY.as_ptr().cast()
+}
+
+fn put_own_entry() {
     // SAFETY: a NUL-terminated NAME=VALUE string that lives as long as the
-    // process; the environment only reads it (AtomicU8 has u8's layout).
-    unsafe { libc::putenv(OWN_ENTRY.as_ptr().cast_mut().cast()) };
+    // process (the library is never unloaded: it is linked -z nodelete);
+    // the environment only reads it (AtomicU8 has u8's layout).
+    unsafe { libc::putenv(own_entry_pointer().cast_mut()) };
+}
+
+/// Whether `envp`, the process's own environment, holds [`OWN_ENTRY`].
+/// Plain loads: libc reads the same array.
+fn holds_own_entry(envp: *const *const c_char) -> bool {
+    let mut at = envp;
+    // SAFETY: the process's environment, a NULL-terminated array.
+    unsafe {
+        while !(*at).is_null() {
+            if *at == own_entry_pointer() {
+                return true;
+            }
+            at = at.add(1);
+        }
+    }
+    false
+}
+
+/// Before `system()` and `popen()`: a new ticket in the entry their
+/// child inherits. A program that rebuilt its environment from copies
+/// (as `setproctitle` implementations do) holds a copy of the entry,
+/// which the shim's own replaces.
+fn renew_for_unseen_child() {
+    if crate::intercept::config().is_none() || !crate::process::owns_state() {
+        return;
+    }
+    // SAFETY: reading the process's own environment, as getenv does.
+    let own_environment = unsafe { environ };
+    if !own_environment.is_null() && !holds_own_entry(own_environment) {
+        // SAFETY: a valid name.
+        if !unsafe { libc::getenv(c"DELAYSHIM_TREE".as_ptr()) }.is_null() {
+            put_own_entry();
+        }
+    }
+    renew_own_entry();
 }
 
 /// Gives the next child started where the shim cannot see it a ticket of
@@ -82,96 +141,223 @@ fn own_entry() -> String {
         .collect()
 }
 
-/// Runs `f` with `envp` plus this process's next child's tree entry,
-/// built on the stack: thread-local buffers would take their size from
-/// every thread's stack, and a vfork child that executes never returns to
-/// give back anything it took.
+/// Runs `f` with `envp` and a new tree entry for the program it starts.
 fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
     if crate::intercept::config().is_none() || envp.is_null() {
         return f(envp);
     }
-    let mut tree = [0u8; 64];
-    let mut entries = [std::ptr::null::<c_char>(); CAPACITY + 2];
-    let Some(count) = copy_environment(envp, &mut entries[..CAPACITY]) else {
+    // SAFETY: reading the process's own environment pointer.
+    if envp == unsafe { environ } && holds_own_entry(envp) {
+        renew_own_entry();
         return f(envp);
-    };
-    let mut line = Line::new(&mut tree);
-    line.bytes(PREFIX)
-        .hex_digits(crate::process::seed())
-        .str(":")
-        .hex_digits(crate::process::next_child_lineage());
-    let len = line.finish().len();
-    // finish() ended it with a newline: make it the string's NUL.
-    tree[len - 1] = 0;
-    entries[count] = tree.as_ptr().cast();
-    f(entries.as_ptr())
+    }
+    with_copy(envp, f)
 }
 
-/// Copies `envp`'s entries but any `DELAYSHIM_TREE` into `entries`, and
-/// returns how many. Read through the kernel ([`crate::peek`]): `None`
-/// when it cannot read them, and the real call then fails with EFAULT as
-/// it would without the shim; `None` too when they do not fit.
-fn copy_environment(envp: *const *const c_char, entries: &mut [*const c_char]) -> Option<usize> {
-    const BATCH: usize = 16;
+/// [`with_tree`] for any other environment, in a frame of its own: the
+/// array must not take stack from the calls that need none.
+#[inline(never)]
+fn with_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    let mut entries = [std::ptr::null::<c_char>(); ON_STACK + 2];
+    match copy_environment(envp, &mut entries[..ON_STACK]) {
+        Copied::Done(count) => {
+            let mut tree = [0u8; ENTRY_LEN];
+            entries[count] = new_tree_entry(&mut tree);
+            entries[count + 1] = std::ptr::null();
+            f(entries.as_ptr())
+        }
+        Copied::TooMany => with_mapped_copy(envp, f),
+        Copied::Unreadable => {
+            renew_own_entry();
+            f(envp)
+        }
+    }
+}
+
+/// [`with_copy`] for an environment too large for the stack. Not in a
+/// vfork child, whose mapping would stay behind in its parent.
+#[inline(never)]
+fn with_mapped_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    const BYTES: usize = (MAPPED + 2) * std::mem::size_of::<*const c_char>();
+    if !crate::process::owns_state() {
+        renew_own_entry();
+        return f(envp);
+    }
+    // SAFETY: a fresh private mapping, unmapped below.
+    let memory = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if memory == libc::MAP_FAILED {
+        renew_own_entry();
+        return f(envp);
+    }
+    // SAFETY: the mapping holds MAPPED + 2 zeroed (null) pointers.
+    let entries =
+        unsafe { std::slice::from_raw_parts_mut(memory.cast::<*const c_char>(), MAPPED + 2) };
+    let result = match copy_environment(envp, &mut entries[..MAPPED]) {
+        Copied::Done(count) => {
+            let mut tree = [0u8; ENTRY_LEN];
+            entries[count] = new_tree_entry(&mut tree);
+            entries[count + 1] = std::ptr::null();
+            f(entries.as_ptr())
+        }
+        Copied::TooMany | Copied::Unreadable => {
+            renew_own_entry();
+            f(envp)
+        }
+    };
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(memory, BYTES) };
+    result
+}
+
+/// A `DELAYSHIM_TREE` entry for the next child, in `buffer`: the same
+/// fixed-width form as [`OWN_ENTRY`].
+fn new_tree_entry(buffer: &mut [u8; ENTRY_LEN]) -> *const c_char {
+    let (seed, lineage) = (crate::process::seed(), crate::process::next_child_lineage());
+    buffer[..SEED_AT].copy_from_slice(PREFIX);
+    for i in 0..16 {
+        buffer[SEED_AT + i] = hex_digit(seed, i);
+        buffer[LINEAGE_AT + i] = hex_digit(lineage, i);
+    }
+    buffer[SEED_AT + 16] = b':';
+    buffer[ENTRY_LEN - 1] = 0;
+    buffer.as_ptr().cast()
+}
+
+/// What [`copy_environment`] made of an environment.
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    /// This many entries copied, none of them a tree entry.
+    Done(usize),
+    TooMany,
+    /// The kernel cannot read it: the real call fails with EFAULT.
+    Unreadable,
+}
+
+/// Copies `envp`'s entries but any `DELAYSHIM_TREE` into `entries`.
+fn copy_environment(envp: *const *const c_char, entries: &mut [*const c_char]) -> Copied {
+    if crate::peek::available() {
+        copy_checked(envp, entries)
+    } else {
+        copy_trusting(envp, entries)
+    }
+}
+
+/// [`copy_environment`] through the kernel: pointers straight into
+/// `entries`, eight at a time, then their first bytes; the kept ones
+/// move down over the dropped ones.
+fn copy_checked(envp: *const *const c_char, entries: &mut [*const c_char]) -> Copied {
+    const BATCH: usize = 8;
     const POINTER: usize = std::mem::size_of::<*const c_char>();
     let mut kept = 0;
-    let mut keep = |entry: *const c_char| {
-        *entries.get_mut(kept)? = entry;
-        kept += 1;
-        Some(())
-    };
-    let mut at = envp as usize;
+    let mut read = 0;
     loop {
-        let mut pointers = [std::ptr::null::<c_char>(); BATCH];
-        let sources: [(usize, usize); BATCH] = std::array::from_fn(|i| (at + i * POINTER, POINTER));
-        // SAFETY: the pointers' own bytes, as a byte buffer to copy into.
-        let into = unsafe {
-            std::slice::from_raw_parts_mut(pointers.as_mut_ptr().cast::<u8>(), BATCH * POINTER)
-        };
-        let got = crate::peek::copy(into, &sources);
-        if got == 0 {
-            return None;
+        let room = BATCH.min(entries.len() - kept);
+        if room == 0 {
+            // Full: fine only if the array ends here.
+            let mut end = [0u8; POINTER];
+            let at = envp as usize + read * POINTER;
+            if crate::peek::copy(&mut end, 1, |_| (at, POINTER)) == 0 {
+                return Copied::Unreadable;
+            }
+            return if end == [0; POINTER] {
+                Copied::Done(kept)
+            } else {
+                Copied::TooMany
+            };
         }
-        let end = pointers[..got].iter().position(|p| p.is_null());
-        let live = &pointers[..end.unwrap_or(got)];
-        let starts: [(usize, usize); BATCH] =
-            std::array::from_fn(|i| (live.get(i).map_or(0, |&p| p as usize), PREFIX.len()));
+        let batch = &mut entries[kept..kept + room];
+        // SAFETY: the pointers' own bytes, as a buffer to copy into.
+        let into = unsafe {
+            std::slice::from_raw_parts_mut(batch.as_mut_ptr().cast::<u8>(), room * POINTER)
+        };
+        let base = envp as usize + read * POINTER;
+        let got = crate::peek::copy(into, room, |i| (base + i * POINTER, POINTER));
+        if got == 0 {
+            return Copied::Unreadable;
+        }
+        read += got;
+        let end = batch[..got].iter().position(|p| p.is_null());
+        let live = end.unwrap_or(got);
         let mut prefixes = [0u8; BATCH * PREFIX.len()];
         let mut checked = 0;
-        while checked < live.len() {
-            let read = crate::peek::copy(
-                &mut prefixes[checked * PREFIX.len()..],
-                &starts[checked..live.len()],
-            );
-            for (i, &entry) in live.iter().enumerate().skip(checked).take(read) {
+        let mut write = kept;
+        while checked < live {
+            let starts = &entries[kept + checked..kept + live];
+            let arrived = crate::peek::copy(&mut prefixes, starts.len(), |i| {
+                (starts[i] as usize, PREFIX.len())
+            });
+            for i in 0..arrived {
+                let entry = entries[kept + checked + i];
                 if &prefixes[i * PREFIX.len()..(i + 1) * PREFIX.len()] != PREFIX {
-                    keep(entry)?;
+                    entries[write] = entry;
+                    write += 1;
                 }
             }
-            checked += read;
-            if let Some(&entry) = live.get(checked) {
+            checked += arrived;
+            if checked < live {
                 // Fewer readable bytes than the prefix: a short entry at
                 // the end of its memory, or a bad pointer.
+                let entry = entries[kept + checked];
                 if !is_short_string(entry as usize) {
-                    return None;
+                    return Copied::Unreadable;
                 }
-                keep(entry)?;
+                entries[write] = entry;
+                write += 1;
                 checked += 1;
             }
         }
         if end.is_some() {
-            return Some(kept);
+            // What was read past the array's end, and the moved-down
+            // entries' old places: none of it is the copy.
+            entries[write..kept + got].fill(std::ptr::null());
+            return Copied::Done(write);
         }
-        at += got * POINTER;
+        kept = write;
     }
+}
+
+/// [`copy_environment`] with plain loads, as libc reads an environment:
+/// under a seccomp filter, where the kernel's reader may kill the process.
+fn copy_trusting(envp: *const *const c_char, entries: &mut [*const c_char]) -> Copied {
+    let mut kept = 0;
+    let mut at = envp;
+    // SAFETY: envp is a NULL-terminated array of C strings, as exec
+    // requires; the prefix test stops at the first byte that differs, so
+    // it never reads past a shorter string's NUL.
+    unsafe {
+        while !(*at).is_null() {
+            let entry = *at;
+            let is_tree = PREFIX
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| *entry.add(i) as u8 == b);
+            if !is_tree {
+                let Some(slot) = entries.get_mut(kept) else {
+                    return Copied::TooMany;
+                };
+                *slot = entry;
+                kept += 1;
+            }
+            at = at.add(1);
+        }
+    }
+    Copied::Done(kept)
 }
 
 /// Whether a NUL ends the string at `address` within the prefix's length,
 /// in memory the kernel can read.
 fn is_short_string(address: usize) -> bool {
-    let sources: [(usize, usize); PREFIX.len()] = std::array::from_fn(|i| (address + i, 1));
     let mut bytes = [0xffu8; PREFIX.len()];
-    let read = crate::peek::copy(&mut bytes, &sources);
+    let read = crate::peek::copy(&mut bytes, PREFIX.len(), |i| (address + i, 1));
     bytes[..read].contains(&0)
 }
 
@@ -193,6 +379,7 @@ type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
 type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
 type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+type WordexpFn = unsafe extern "C" fn(*const c_char, *mut c_void, c_int) -> c_int;
 type SpawnFn = unsafe extern "C" fn(
     *mut libc::pid_t,
     *const c_char,
@@ -326,9 +513,7 @@ pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
     let Some(system) = real::<SystemFn>(&crate::real::SYSTEM) else {
         return missing(&crate::real::SYSTEM);
     };
-    if crate::intercept::config().is_some() && crate::process::owns_state() {
-        renew_own_entry();
-    }
+    renew_for_unseen_child();
     // SAFETY: the caller's argument.
     unsafe { system(command) }
 }
@@ -342,11 +527,25 @@ pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *
         missing(&crate::real::POPEN);
         return std::ptr::null_mut();
     };
-    if crate::intercept::config().is_some() && crate::process::owns_state() {
-        renew_own_entry();
-    }
+    renew_for_unseen_child();
     // SAFETY: the caller's arguments.
     unsafe { popen(command, mode) }
+}
+
+/// # Safety
+/// As for the C function (`result` is a `wordexp_t *`).
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wordexp(words: *const c_char, result: *mut c_void, flags: c_int) -> c_int {
+    let Some(wordexp) = real::<WordexpFn>(&crate::real::WORDEXP) else {
+        crate::real::WORDEXP.report_missing();
+        // glibc's WRDE_NOSPACE, which the libc crate does not define.
+        return 1;
+    };
+    // Command substitutions run in a shell spawned where no wrapper sees.
+    renew_for_unseen_child();
+    // SAFETY: the caller's arguments.
+    unsafe { wordexp(words, result, flags) }
 }
 
 #[cfg(test)]
@@ -380,10 +579,23 @@ mod tests {
         assert_ne!(renewed, "000000000000002a:0123456789abcdef", "a new ticket");
     }
 
-    fn copied(envp: &[*const c_char], capacity: usize) -> Option<Vec<String>> {
+    #[test]
+    fn a_new_tree_entry_is_one_the_shim_reads_back() {
+        let mut buffer = [0xffu8; ENTRY_LEN];
+        let entry = new_tree_entry(&mut buffer);
+        // SAFETY: new_tree_entry NUL-terminates the buffer.
+        let entry = unsafe { std::ffi::CStr::from_ptr(entry) }.to_str().unwrap();
+        assert_eq!(entry.len(), ENTRY_LEN - 1);
+        let value = entry.strip_prefix("DELAYSHIM_TREE=").unwrap();
+        let tree = crate::config::parse_tree(value).unwrap();
+        assert_eq!(format!("{:016x}:{:016x}", tree.seed, tree.lineage), value);
+    }
+
+    /// The entries each way of copying keeps, which must agree.
+    fn copied(envp: &[*const c_char], capacity: usize) -> Result<Vec<String>, Copied> {
         let mut entries = vec![std::ptr::null(); capacity];
-        let count = copy_environment(envp.as_ptr(), &mut entries)?;
-        Some(
+        let checked = copy_checked(envp.as_ptr(), &mut entries);
+        let strings = |count: usize, entries: &[*const c_char]| -> Vec<String> {
             entries[..count]
                 .iter()
                 // SAFETY: entries the test made, NUL-terminated.
@@ -393,8 +605,23 @@ mod tests {
                         .unwrap()
                         .to_owned()
                 })
-                .collect(),
-        )
+                .collect()
+        };
+        let Copied::Done(count) = checked else {
+            return Err(checked);
+        };
+        assert!(
+            entries[count..].iter().take(8).all(|p| p.is_null()),
+            "nothing read past the end stays behind the copy"
+        );
+        let kept = strings(count, &entries);
+        let mut trusted = vec![std::ptr::null(); capacity];
+        assert_eq!(
+            copy_trusting(envp.as_ptr(), &mut trusted),
+            Copied::Done(count)
+        );
+        assert_eq!(strings(count, &trusted), kept);
+        Ok(kept)
     }
 
     #[test]
@@ -404,24 +631,29 @@ mod tests {
             .chain([
                 c"DELAYSHIM_TREE=1:2".to_owned(),
                 c"A=".to_owned(),
+                c"DELAYSHIM_TREE=3:4".to_owned(),
                 c"".to_owned(),
             ])
             .collect();
         let mut envp: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         envp.push(std::ptr::null());
-        let kept = copied(&envp, CAPACITY).unwrap();
-        assert_eq!(kept.len(), 42, "all but the tree entry, over three batches");
+        // What follows the array's end is read in the last batch, not copied.
+        envp.extend([owned[0].as_ptr(); 7]);
+        let kept = copied(&envp, ON_STACK).unwrap();
+        assert_eq!(kept.len(), 42, "all but the tree entries, over six batches");
         assert_eq!(kept[0], "VAR0=value 0");
         assert_eq!(kept[39], "VAR39=value 39");
         assert_eq!(&kept[40..], ["A=", ""]);
-        assert_eq!(copied(&envp, 41), None, "too many for the room");
+        assert_eq!(copied(&envp, 42).unwrap().len(), 42, "exactly the room");
+        assert_eq!(copied(&envp, 41), Err(Copied::TooMany));
+        assert_eq!(copied(&envp, 40), Err(Copied::TooMany));
         let mut bad_entry = envp.clone();
         bad_entry[20] = 8 as *const c_char;
-        assert_eq!(copied(&bad_entry, CAPACITY), None);
+        assert_eq!(copied(&bad_entry, ON_STACK), Err(Copied::Unreadable));
         let mut entries = [std::ptr::null(); 4];
         assert_eq!(
-            copy_environment(std::ptr::dangling::<*const c_char>(), &mut entries),
-            None
+            copy_checked(std::ptr::dangling::<*const c_char>(), &mut entries),
+            Copied::Unreadable
         );
     }
 
@@ -447,7 +679,12 @@ mod tests {
             assert_eq!(copied(&envp, 4).unwrap(), ["A=1"]);
             std::ptr::copy_nonoverlapping(b"B=2".as_ptr(), unterminated, 3);
             let envp = [unterminated.cast::<c_char>().cast_const(), std::ptr::null()];
-            assert_eq!(copied(&envp, 4), None, "runs into unmapped memory");
+            let mut entries = [std::ptr::null(); 4];
+            assert_eq!(
+                copy_checked(envp.as_ptr(), &mut entries),
+                Copied::Unreadable,
+                "runs into unmapped memory"
+            );
             libc::munmap(memory, page);
         }
     }

@@ -80,6 +80,7 @@ pub(crate) static EXECVEAT: Real = Real::new(c"execveat");
 pub(crate) static POSIX_SPAWN: Real = Real::new(c"posix_spawn");
 pub(crate) static SYSTEM: Real = Real::new(c"system");
 pub(crate) static POPEN: Real = Real::new(c"popen");
+pub(crate) static WORDEXP: Real = Real::new(c"wordexp");
 pub(crate) static POSIX_SPAWNP: Real = Real::new(c"posix_spawnp");
 
 /// Resolves every real function now, while the process is still
@@ -98,6 +99,7 @@ pub(crate) fn resolve_all() {
         &POSIX_SPAWNP,
         &SYSTEM,
         &POPEN,
+        &WORDEXP,
     ]) {
         let _ = real.get();
     }

@@ -3,9 +3,9 @@
 //!
 //! Counting a call is the one thing the shim does to every intercepted
 //! call when statistics are on, so it must cost next to nothing: each
-//! thread owns a row of counters that only it writes (a plain load and
-//! store, no locked instruction and no cache line shared with other
-//! threads), found from its thread pointer. Threads beyond the rows share
+//! thread owns a row of counters that only it writes (one unlocked
+//! increment, no cache line shared with other threads), found from its
+//! thread pointer. Threads beyond the rows share
 //! the last one, with atomic adds. Rows outlive their threads, so nothing
 //! is lost when a thread exits.
 
@@ -111,7 +111,7 @@ fn claim_row(me: usize, home: usize, other: usize) -> usize {
 /// Counts one call in a row this thread owns at one of its home places,
 /// or returns false (a thread's first call, or a thread that lives away
 /// from home) for [`count_call`] to do it. On the counted-only path of
-/// every wrapper: a plain load and store, and no call, so the wrapper
+/// every wrapper: one increment, and no call, so the wrapper
 /// saves no registers and its calls to the real function stay jumps.
 #[inline(always)]
 pub(crate) fn count_call_at_home(func: Func) -> bool {
@@ -124,9 +124,25 @@ pub(crate) fn count_call_at_home(func: Func) -> bool {
     } else {
         return false;
     };
-    let counter = &CALLS[row].0[func as usize];
-    counter.store(counter.load(Relaxed) + 1, Relaxed);
+    add_one_in_own_row(&CALLS[row].0[func as usize]);
     true
+}
+
+/// Adds one to a counter only this thread writes, in a way a signal
+/// handler that counts on the same thread cannot interleave with: one
+/// unlocked `inc` on x86-64 (a load and a store could be split by the
+/// handler, whose count the store would then undo), an atomic add on
+/// aarch64, where no single plain instruction adds to memory.
+#[inline(always)]
+fn add_one_in_own_row(counter: &AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a valid, aligned u64 that only atomic operations and this
+    // thread's own increments touch.
+    unsafe {
+        std::arch::asm!("inc qword ptr [{}]", in(reg) counter.as_ptr(), options(nostack));
+    }
+    #[cfg(target_arch = "aarch64")]
+    counter.fetch_add(1, Relaxed);
 }
 
 /// Counts one call, claiming a row for this thread first if it has none.
@@ -134,7 +150,7 @@ pub(crate) fn count_call(func: Func) {
     let row = row();
     let counter = &CALLS[row].0[func as usize];
     if row < ROWS - 1 {
-        counter.store(counter.load(Relaxed) + 1, Relaxed);
+        add_one_in_own_row(counter);
     } else {
         counter.fetch_add(1, Relaxed);
     }
@@ -292,6 +308,8 @@ mod tests {
         let _state = crate::PROCESS_STATE
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        // Every row free again, as in a fork child: rows outlive threads.
+        reset_in_child();
         let before = calls_of(Func::msync as usize);
         let threads = ROWS + 44;
         let all_started = std::sync::Barrier::new(threads);
@@ -319,6 +337,8 @@ mod tests {
         let _state = crate::PROCESS_STATE
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        // Every row free again, as in a fork child: rows outlive threads.
+        reset_in_child();
         let before = calls_of(Func::syncfs as usize);
         let at_home = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..8)

@@ -4,10 +4,17 @@
  * locks interrupted by signals. Prints what the test checks; exits 0
  * when the program itself saw nothing wrong. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +249,78 @@ static int quick(const char *dir) {
     quick_exit(0);
 }
 
+extern char **environ;
+
+/* Runs /bin/true, as posix_spawn with the process's environment (how) 0,
+ * or fork then execve with one of its own (1); 0 when it ran. */
+static int run_true(int how) {
+    char *argv_true[] = {"true", NULL};
+    char *own_environment[] = {"A=1", "DELAYSHIM_TREE=1:2", "B=2", NULL};
+    pid_t child;
+    if (how == 0) {
+        if (posix_spawn(&child, "/bin/true", NULL, NULL, argv_true, environ) != 0) return 1;
+    } else {
+        child = fork();
+        if (child == 0) {
+            execve("/bin/true", argv_true, own_environment);
+            _exit(127);
+        }
+    }
+    int status;
+    return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
+}
+
+/* A crash reporter: a SIGSEGV handler on an 8 KB alternate stack (glibc's
+ * SIGSTKSZ without _GNU_SOURCE) starts other programs. */
+static char small_altstack[8192];
+static void on_segv_report(int sig) {
+    (void)sig;
+    int failed = run_true(0) + run_true(1);
+    _exit(failed ? 1 : 42);
+}
+static int report_on_crash(void) {
+    stack_t stack = {.ss_sp = small_altstack, .ss_size = sizeof small_altstack};
+    sigaltstack(&stack, NULL);
+    struct sigaction action = {.sa_handler = on_segv_report, .sa_flags = SA_ONSTACK};
+    sigaction(SIGSEGV, &action, NULL);
+    raise(SIGSEGV);
+    return 1;
+}
+
+/* A sandbox whose seccomp filter kills the process on process_vm_readv
+ * (systemd's @system-service leaves it out): exec, spawn and lock as
+ * usual. */
+static int sandboxed(const char *dir) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {.len = 4, .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program)) return 2;
+    char *argv_true[] = {"true", NULL};
+    int missing = execve("/nonexistent", argv_true, environ);
+    printf("execve %d %s\n", missing, strerrorname_np(errno));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/locked", dir);
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    printf("lock %d, ", fcntl(fd, F_SETLK, &lock));
+    printf("spawned %d %d\n", run_true(0), run_true(1));
+    return 0;
+}
+
+/* Loads the shim, unloads it, then uses the environment and forks. */
+static int dlclose_shim(const char *shim) {
+    void *handle = dlopen(shim, RTLD_NOW | RTLD_LOCAL);
+    if (!handle || dlclose(handle)) return 2;
+    size_t length = 0;
+    for (char **entry = environ; *entry; entry++) length += strlen(*entry);
+    printf("environment %s, child %d\n", length ? "read" : "empty", run_true(0) + run_true(1));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *mode = argv[1], *dir = argc > 2 ? argv[2] : "/tmp";
@@ -256,6 +335,9 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "bad-pointer")) return bad_pointer();
     if (!strcmp(mode, "stderr-reuse")) return stderr_reuse(dir);
     if (!strcmp(mode, "close-fault")) return close_fault(dir);
+    if (!strcmp(mode, "report-on-crash")) return report_on_crash();
+    if (!strcmp(mode, "sandboxed")) return sandboxed(dir);
+    if (!strcmp(mode, "dlclose")) return dlclose_shim(dir);
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }

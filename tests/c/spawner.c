@@ -1,10 +1,22 @@
-/* Starts PROBE five times where a preloaded library cannot add anything to
- * the child's environment: glibc's system() and popen() spawn through
- * internal calls, and execl() is variadic and not wrapped. */
+/* Starts PROBE nine times in ways where a wrapper cannot simply add an
+ * entry to the child's environment: glibc's system() and popen() spawn
+ * through internal calls, execl() is variadic and not wrapped, an
+ * environment of 300 entries is too large for the shim's stack copy, and
+ * a program that rebuilt its environment from copies (as setproctitle
+ * implementations do) holds a copy of the shim's own entry. */
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
+
+static int wait_for(pid_t child) {
+    int status;
+    return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
+}
 
 int main(int argc, char **argv) {
     if (argc != 2) {
@@ -27,8 +39,27 @@ int main(int argc, char **argv) {
             execl(argv[1], "probe", "calls", "10", (char *)NULL);
             _exit(127);
         }
-        int status;
-        if (waitpid(child, &status, 0) != child || status != 0) return 1;
+        if (wait_for(child)) return 1;
     }
+    /* The process's environment and 300 more entries, in an array of its own. */
+    int count = 0;
+    while (environ[count]) count++;
+    char **large = calloc(count + 301, sizeof *large);
+    memcpy(large, environ, count * sizeof *large);
+    for (int i = 0; i < 300; i++) {
+        large[count + i] = malloc(32);
+        snprintf(large[count + i], 32, "FILLER_%d=x", i);
+    }
+    char *probe_argv[] = {"probe", "calls", "10", NULL};
+    for (int i = 0; i < 2; i++) {
+        pid_t child;
+        if (posix_spawn(&child, argv[1], NULL, NULL, probe_argv, large) != 0 || wait_for(child)) return 1;
+    }
+    /* The environment rebuilt from copies of its strings. */
+    char **copies = calloc(count + 1, sizeof *copies);
+    for (int i = 0; i < count; i++) copies[i] = strdup(environ[i]);
+    environ = copies;
+    for (int i = 0; i < 2; i++)
+        if (system(command) != 0) return 1;
     return 0;
 }
