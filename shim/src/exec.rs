@@ -26,12 +26,14 @@
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use crate::real::Real;
 
 /// Environment entries a copy may hold on the caller's stack (2 KB).
 const ON_STACK: usize = 256;
+/// Entries a vfork child's copy may hold on its parent's stack (32 KB).
+const IN_VFORK_CHILD: usize = 4096;
 /// Entries a mapped copy may hold (512 KB of address space, touched only
 /// as far as used).
 const MAPPED: usize = 1 << 16;
@@ -89,37 +91,137 @@ fn put_own_entry() {
     // process (the library is never unloaded: it is linked -z nodelete);
     // the environment only reads it (AtomicU8 has u8's layout).
     unsafe { libc::putenv(own_entry_pointer().cast_mut()) };
+    remember_own_slot();
+}
+
+/// Where [`OWN_ENTRY`] went at load: the environment array and the slot.
+/// While both still hold it, finding it takes two loads.
+static OWN_ARRAY: AtomicUsize = AtomicUsize::new(0);
+static OWN_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Remembers where [`OWN_ENTRY`] is now, once `putenv` has put it.
+fn remember_own_slot() {
+    // SAFETY: reading the process's own environment pointer.
+    let array = unsafe { environ };
+    let mut slot = None;
+    if !array.is_null() {
+        let mut index = 0;
+        let _ = visit_entries(array, |entry| {
+            if entry == own_entry_pointer() {
+                slot = Some(index);
+                return true;
+            }
+            index += 1;
+            false
+        });
+    }
+    if let Some(slot) = slot {
+        OWN_SLOT.store(slot, Relaxed);
+        OWN_ARRAY.store(array as usize, Relaxed);
+    }
+}
+
+/// Calls `visit` with each entry of `envp` until it returns true: then
+/// `Some(true)`; `Some(false)` at the array's end; `None` when the kernel
+/// cannot read the array (a program may point `environ` anywhere). Reads
+/// through the kernel, eight pointers at a time, unless a seccomp filter
+/// forbids it.
+fn visit_entries(
+    envp: *const *const c_char,
+    mut visit: impl FnMut(*const c_char) -> bool,
+) -> Option<bool> {
+    const BATCH: usize = 8;
+    const POINTER: usize = std::mem::size_of::<*const c_char>();
+    if !crate::peek::available() {
+        let mut at = envp;
+        // SAFETY: as libc reads an environment: a NULL-terminated array.
+        unsafe {
+            while !(*at).is_null() {
+                if visit(*at) {
+                    return Some(true);
+                }
+                at = at.add(1);
+            }
+        }
+        return Some(false);
+    }
+    let mut at = envp as usize;
+    loop {
+        let mut pointers = [std::ptr::null::<c_char>(); BATCH];
+        // SAFETY: the pointers' own bytes, as a buffer to copy into.
+        let into = unsafe {
+            std::slice::from_raw_parts_mut(pointers.as_mut_ptr().cast::<u8>(), BATCH * POINTER)
+        };
+        let got = crate::peek::copy(into, BATCH, |i| (at + i * POINTER, POINTER));
+        if got == 0 {
+            return None;
+        }
+        for &entry in &pointers[..got] {
+            if entry.is_null() {
+                return Some(false);
+            }
+            if visit(entry) {
+                return Some(true);
+            }
+        }
+        at += got * POINTER;
+    }
 }
 
 /// Whether `envp`, the process's own environment, holds [`OWN_ENTRY`].
-/// Plain loads: libc reads the same array.
 fn holds_own_entry(envp: *const *const c_char) -> bool {
-    let mut at = envp;
-    // SAFETY: the process's environment, a NULL-terminated array.
-    unsafe {
-        while !(*at).is_null() {
-            if *at == own_entry_pointer() {
-                return true;
-            }
-            at = at.add(1);
+    if envp as usize == OWN_ARRAY.load(Relaxed) {
+        // SAFETY: the array putenv made, at a slot it had then.
+        if unsafe { *envp.add(OWN_SLOT.load(Relaxed)) } == own_entry_pointer() {
+            return true;
         }
     }
-    false
+    visit_entries(envp, |entry| entry == own_entry_pointer()) == Some(true)
 }
 
-/// Before `system()` and `popen()`: a new ticket in the entry their
-/// child inherits. A program that rebuilt its environment from copies
-/// (as `setproctitle` implementations do) holds a copy of the entry,
-/// which the shim's own replaces.
+/// Whether `entry` starts with the tree variable's name.
+fn is_tree_entry(entry: *const c_char) -> bool {
+    if !crate::peek::available() {
+        // SAFETY: an environment entry, a C string; the test stops at the
+        // first byte that differs, so never past a shorter string's NUL.
+        return PREFIX
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| unsafe { *entry.add(i) } as u8 == b);
+    }
+    let mut bytes = [0u8; PREFIX.len()];
+    crate::peek::copy(&mut bytes, 1, |_| (entry as usize, PREFIX.len())) == 1 && bytes == PREFIX
+}
+
+/// Before `system()`, `popen()` and `wordexp()`: a new ticket in the
+/// entry their child inherits. A program that rebuilt its environment
+/// from copies of its strings (as `setproctitle` implementations do)
+/// holds a copy of the shim's entry, which no renewal reaches: the entry
+/// is put again, through the program's own `putenv` if it has one (bash
+/// does, and frees the strings it owns, so the shim never writes a slot
+/// itself). Not when the slot cannot be written (a read-only array, which
+/// `putenv` would fault on), tested through the kernel by writing back
+/// what it holds; so not under a seccomp filter either.
 fn renew_for_unseen_child() {
     if crate::intercept::config().is_none() || !crate::process::owns_state() {
         return;
     }
-    // SAFETY: reading the process's own environment, as getenv does.
-    let own_environment = unsafe { environ };
-    if !own_environment.is_null() && !holds_own_entry(own_environment) {
-        // SAFETY: a valid name.
-        if !unsafe { libc::getenv(c"DELAYSHIM_TREE".as_ptr()) }.is_null() {
+    // SAFETY: reading the process's own environment pointer.
+    let array = unsafe { environ };
+    if !array.is_null() && crate::peek::available() && !holds_own_entry(array) {
+        let mut slot = 0;
+        let mut copy = std::ptr::null::<c_char>();
+        let found = visit_entries(array, |entry| {
+            if is_tree_entry(entry) {
+                copy = entry;
+                return true;
+            }
+            slot += 1;
+            false
+        });
+        // SAFETY: the process's environment array, at a slot read above.
+        let place = unsafe { array.add(slot) } as usize;
+        if found == Some(true) && crate::peek::write_pointer(place, copy as usize) {
             put_own_entry();
         }
     }
@@ -146,28 +248,74 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
     if crate::intercept::config().is_none() || envp.is_null() {
         return f(envp);
     }
+    let owns_state = crate::process::owns_state();
+    // The process's own environment: a new ticket in the shim's entry, in
+    // place, held until the call returns (posix_spawn returns once the
+    // child has executed, so the kernel has copied it by then). Another
+    // thread's spawn, a signal handler's, or a vfork child's (which could
+    // not give it back) copies instead.
     // SAFETY: reading the process's own environment pointer.
-    if envp == unsafe { environ } && holds_own_entry(envp) {
+    if owns_state
+        && envp == unsafe { environ }
+        && holds_own_entry(envp)
+        && SPAWNING
+            .compare_exchange(false, true, Relaxed, Relaxed)
+            .is_ok()
+    {
         renew_own_entry();
-        return f(envp);
+        let result = f(envp);
+        SPAWNING.store(false, Relaxed);
+        return result;
     }
-    with_copy(envp, f)
+    with_copy(envp, owns_state, f)
 }
+
+/// Held while a call passes the process's environment with a ticket
+/// written into [`OWN_ENTRY`].
+static SPAWNING: AtomicBool = AtomicBool::new(false);
 
 /// [`with_tree`] for any other environment, in a frame of its own: the
 /// array must not take stack from the calls that need none.
 #[inline(never)]
-fn with_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+fn with_copy<R>(
+    envp: *const *const c_char,
+    owns_state: bool,
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
     let mut entries = [std::ptr::null::<c_char>(); ON_STACK + 2];
     match copy_environment(envp, &mut entries[..ON_STACK]) {
-        Copied::Done(count) => {
-            let mut tree = [0u8; ENTRY_LEN];
-            entries[count] = new_tree_entry(&mut tree);
-            entries[count + 1] = std::ptr::null();
-            f(entries.as_ptr())
-        }
-        Copied::TooMany => with_mapped_copy(envp, f),
+        Copied::Done(count) => with_entries(&mut entries, count, f),
+        Copied::TooMany if owns_state => with_mapped_copy(envp, f),
+        Copied::TooMany => with_vfork_copy(envp, f),
         Copied::Unreadable => {
+            renew_own_entry();
+            f(envp)
+        }
+    }
+}
+
+/// Calls `f` with `count` copied entries plus a new tree entry.
+fn with_entries<R>(
+    entries: &mut [*const c_char],
+    count: usize,
+    f: impl FnOnce(*const *const c_char) -> R,
+) -> R {
+    let mut tree = [0u8; ENTRY_LEN];
+    entries[count] = new_tree_entry(&mut tree);
+    entries[count + 1] = std::ptr::null();
+    f(entries.as_ptr())
+}
+
+/// [`with_copy`] in a vfork child, for an environment too large for the
+/// first array: a mapping would stay behind in the parent, whose stack the
+/// child runs on (a thread's full stack, not a signal stack), so 32 KB of
+/// it instead.
+#[inline(never)]
+fn with_vfork_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    let mut entries = [std::ptr::null::<c_char>(); IN_VFORK_CHILD + 2];
+    match copy_environment(envp, &mut entries[..IN_VFORK_CHILD]) {
+        Copied::Done(count) => with_entries(&mut entries, count, f),
+        Copied::TooMany | Copied::Unreadable => {
             renew_own_entry();
             f(envp)
         }
@@ -179,10 +327,6 @@ fn with_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
 #[inline(never)]
 fn with_mapped_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
     const BYTES: usize = (MAPPED + 2) * std::mem::size_of::<*const c_char>();
-    if !crate::process::owns_state() {
-        renew_own_entry();
-        return f(envp);
-    }
     // SAFETY: a fresh private mapping, unmapped below.
     let memory = unsafe {
         libc::mmap(
@@ -202,12 +346,7 @@ fn with_mapped_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const 
     let entries =
         unsafe { std::slice::from_raw_parts_mut(memory.cast::<*const c_char>(), MAPPED + 2) };
     let result = match copy_environment(envp, &mut entries[..MAPPED]) {
-        Copied::Done(count) => {
-            let mut tree = [0u8; ENTRY_LEN];
-            entries[count] = new_tree_entry(&mut tree);
-            entries[count + 1] = std::ptr::null();
-            f(entries.as_ptr())
-        }
+        Copied::Done(count) => with_entries(entries, count, f),
         Copied::TooMany | Copied::Unreadable => {
             renew_own_entry();
             f(envp)
@@ -589,6 +728,27 @@ mod tests {
         let value = entry.strip_prefix("DELAYSHIM_TREE=").unwrap();
         let tree = crate::config::parse_tree(value).unwrap();
         assert_eq!(format!("{:016x}:{:016x}", tree.seed, tree.lineage), value);
+    }
+
+    #[test]
+    fn entries_are_visited_through_the_kernel_and_a_bad_array_is_refused() {
+        let owned = [c"A=1", c"DELAYSHIM_TREE=1:2", c"B=2"];
+        let mut envp: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let mut seen = Vec::new();
+        let found = visit_entries(envp.as_ptr(), |entry| {
+            seen.push(entry);
+            false
+        });
+        assert_eq!(found, Some(false));
+        assert_eq!(seen, envp[..3]);
+        assert_eq!(visit_entries(envp.as_ptr(), is_tree_entry), Some(true));
+        assert!(!is_tree_entry(c"DELAYSHIM_TRE".as_ptr()));
+        assert!(!holds_own_entry(envp.as_ptr()));
+        assert_eq!(
+            visit_entries(std::ptr::dangling::<*const c_char>(), |_| false),
+            None
+        );
     }
 
     /// The entries each way of copying keeps, which must agree.

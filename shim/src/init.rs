@@ -57,6 +57,7 @@ extern "C" fn init() {
     };
     let command_line = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     crate::process::init(seed, config.tree.map(|t| t.lineage));
+    crate::peek::learn_filter_at_load();
     crate::exec::install_own_entry();
     let _ = crate::record::COMMAND_LINE.set(command_line);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.

@@ -6,27 +6,65 @@
 //! The kernel's reader is `process_vm_readv`, which seccomp filters often
 //! forbid (systemd's `@system-service` leaves it out, and the default
 //! action kills the process): [`available`] says whether it may be used.
+//! Under a filter the callers read with plain loads, as libc would.
 
-use std::ffi::c_void;
+// Unit tests compile the exported prctl out.
+#![cfg_attr(test, allow(dead_code, unused_imports))]
+
+use std::ffi::{c_int, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-/// Set once a seccomp filter is seen: filters are never removed.
+/// Set once a seccomp filter is known, or may be: filters are never
+/// removed. Learned at load from `/proc/self/status`, and from the
+/// program's own `prctl(PR_SET_SECCOMP)`; asking the kernel on each use
+/// would take a `prctl` that filters may forbid too.
 static FILTERED: AtomicBool = AtomicBool::new(false);
 
-/// Whether [`copy`] may be called: no seccomp filter is installed (one
-/// `prctl` while none is; a filter that refuses the `prctl` counts as one).
-pub(crate) fn available() -> bool {
-    if FILTERED.load(Relaxed) {
-        return false;
-    }
-    let _errno = crate::errno::SavedErrno::save();
-    // SAFETY: PR_GET_SECCOMP takes no other argument.
-    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    if mode != 0 {
+/// At load: whether a seccomp filter is installed (or unknown).
+pub(crate) fn learn_filter_at_load() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mode = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Seccomp:"))
+        .map(str::trim);
+    if mode != Some("0") {
         FILTERED.store(true, Relaxed);
-        return false;
     }
-    true
+}
+
+/// Whether [`copy`] may be called: no seccomp filter is installed.
+pub(crate) fn available() -> bool {
+    !FILTERED.load(Relaxed)
+}
+
+type PrctlFn = unsafe extern "C" fn(c_int, c_ulong, c_ulong, c_ulong, c_ulong) -> c_int;
+
+/// The program installs a seccomp filter: from now on the shim does not
+/// use the kernel's reader. (A filter installed through the raw
+/// `seccomp` system call is not seen; the README says so.)
+///
+/// # Safety
+/// As for the C function, whose optional arguments are taken as four
+/// register-sized integers (x86-64 and aarch64 Linux pass them so).
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn prctl(
+    option: c_int,
+    arg2: c_ulong,
+    arg3: c_ulong,
+    arg4: c_ulong,
+    arg5: c_ulong,
+) -> c_int {
+    let Some(address) = crate::real::PRCTL.get() else {
+        crate::real::PRCTL.report_missing();
+        crate::errno::set(libc::ENOSYS);
+        return -1;
+    };
+    if option == libc::PR_SET_SECCOMP {
+        FILTERED.store(true, Relaxed);
+    }
+    // SAFETY: prctl's definition, with the caller's arguments.
+    unsafe { std::mem::transmute::<*mut c_void, PrctlFn>(address)(option, arg2, arg3, arg4, arg5) }
 }
 
 /// Copies `count` elements of the caller's memory, element `i` being the
@@ -83,13 +121,31 @@ pub(crate) fn copy(
     copied
 }
 
+/// Writes one pointer-sized `value` at `address` in this process through
+/// the kernel, which refuses memory that is not writable instead of
+/// faulting. Only where [`available`] says so.
+pub(crate) fn write_pointer(address: usize, value: usize) -> bool {
+    let bytes = value.to_ne_bytes();
+    let local = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: address as *mut c_void,
+        iov_len: bytes.len(),
+    };
+    let _errno = crate::errno::SavedErrno::save();
+    // SAFETY: `local` is our own buffer; the kernel checks `remote`.
+    let written = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+    written == bytes.len() as isize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn copies_readable_elements_and_stops_at_a_bad_one() {
-        assert!(available(), "the tests run without a seccomp filter");
         let (a, b) = (*b"abcd", *b"efgh");
         // The first page is never mapped.
         let sources = [(a.as_ptr() as usize, 4), (b.as_ptr() as usize, 4), (8, 4)];
@@ -105,6 +161,13 @@ mod tests {
             100
         );
         assert_eq!(local.as_slice(), many.as_slice());
+        // Writes only where the memory is writable.
+        let mut target = 0usize;
+        assert!(write_pointer(&mut target as *mut usize as usize, 0x1234));
+        assert_eq!(target, 0x1234);
+        static READ_ONLY: usize = 7;
+        assert!(!write_pointer(&READ_ONLY as *const usize as usize, 0x1234));
+        assert!(!write_pointer(8, 0x1234));
         // Never past the local buffer.
         assert_eq!(
             copy(&mut local[..10], 100, |i| (

@@ -81,6 +81,7 @@ pub(crate) static POSIX_SPAWN: Real = Real::new(c"posix_spawn");
 pub(crate) static SYSTEM: Real = Real::new(c"system");
 pub(crate) static POPEN: Real = Real::new(c"popen");
 pub(crate) static WORDEXP: Real = Real::new(c"wordexp");
+pub(crate) static PRCTL: Real = Real::new(c"prctl");
 pub(crate) static POSIX_SPAWNP: Real = Real::new(c"posix_spawnp");
 
 /// Resolves every real function now, while the process is still
@@ -100,6 +101,7 @@ pub(crate) fn resolve_all() {
         &SYSTEM,
         &POPEN,
         &WORDEXP,
+        &PRCTL,
     ]) {
         let _ = real.get();
     }

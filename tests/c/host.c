@@ -287,18 +287,8 @@ static int report_on_crash(void) {
     return 1;
 }
 
-/* A sandbox whose seccomp filter kills the process on process_vm_readv
- * (systemd's @system-service leaves it out): exec, spawn and lock as
- * usual. */
-static int sandboxed(const char *dir) {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog program = {.len = 4, .filter = filter};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program)) return 2;
+/* What a sandboxed program does: exec, lock and spawn as usual. */
+static int sandbox_checks(const char *dir) {
     char *argv_true[] = {"true", NULL};
     int missing = execve("/nonexistent", argv_true, environ);
     printf("execve %d %s\n", missing, strerrorname_np(errno));
@@ -308,7 +298,27 @@ static int sandboxed(const char *dir) {
     struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     printf("lock %d, ", fcntl(fd, F_SETLK, &lock));
     printf("spawned %d %d\n", run_true(0), run_true(1));
+    fflush(stdout);
     return 0;
+}
+
+/* A sandbox whose seccomp filter kills the process on process_vm_readv
+ * (systemd's @system-service leaves it out). Installed with prctl, which
+ * the shim sees, then the checks; then, installed before an exec as
+ * systemd and firejail do, the checks in the new program. */
+static int sandboxed(const char *dir) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {.len = 4, .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program)) return 2;
+    sandbox_checks(dir);
+    char *again[] = {"host", "sandbox-checks", (char *)dir, NULL};
+    execve("/proc/self/exe", again, environ);
+    return 3;
 }
 
 /* Loads the shim, unloads it, then uses the environment and forks. */
@@ -337,6 +347,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "close-fault")) return close_fault(dir);
     if (!strcmp(mode, "report-on-crash")) return report_on_crash();
     if (!strcmp(mode, "sandboxed")) return sandboxed(dir);
+    if (!strcmp(mode, "sandbox-checks")) return sandbox_checks(dir);
     if (!strcmp(mode, "dlclose")) return dlclose_shim(dir);
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;

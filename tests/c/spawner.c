@@ -1,9 +1,12 @@
-/* Starts PROBE nine times in ways where a wrapper cannot simply add an
+/* Starts PROBE 31 times in ways where a wrapper cannot simply add an
  * entry to the child's environment: glibc's system() and popen() spawn
  * through internal calls, execl() is variadic and not wrapped, an
- * environment of 300 entries is too large for the shim's stack copy, and
- * a program that rebuilt its environment from copies (as setproctitle
- * implementations do) holds a copy of the shim's own entry. */
+ * environment of 300 entries is too large for the shim's stack copy (in a
+ * vfork child too, as Python's subprocess makes), a program that rebuilt
+ * its environment from copies (as setproctitle implementations do) holds
+ * a copy of the shim's own entry, and four threads at once spawn with the
+ * process's environment, whose entry the shim renews in place. */
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,18 @@ extern char **environ;
 static int wait_for(pid_t child) {
     int status;
     return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
+}
+
+static char *probe;
+
+static void *spawn_five(void *unused) {
+    (void)unused;
+    char *probe_argv[] = {"probe", "calls", "10", NULL};
+    for (int i = 0; i < 5; i++) {
+        pid_t child;
+        if (posix_spawn(&child, probe, NULL, NULL, probe_argv, environ) != 0 || wait_for(child)) return "failed";
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -54,6 +69,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) {
         pid_t child;
         if (posix_spawn(&child, argv[1], NULL, NULL, probe_argv, large) != 0 || wait_for(child)) return 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        pid_t child = vfork();
+        if (child == 0) {
+            execve(argv[1], probe_argv, large);
+            _exit(127);
+        }
+        if (child < 0 || wait_for(child)) return 1;
+    }
+    probe = argv[1];
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) pthread_create(&threads[i], NULL, spawn_five, NULL);
+    for (int i = 0; i < 4; i++) {
+        void *failed;
+        pthread_join(threads[i], &failed);
+        if (failed) return 1;
     }
     /* The environment rebuilt from copies of its strings. */
     char **copies = calloc(count + 1, sizeof *copies);
