@@ -4,9 +4,10 @@
 //! own (`LD_PRELOAD` is never changed).
 //!
 //! The shim keeps its own entry, [`OWN_ENTRY`], in the process's
-//! environment. A call that passes that environment (`execv`, `execvp`,
-//! `posix_spawn(..., environ)`) gets a new ticket written into the entry
-//! in place, and nothing is copied. Some children start where no wrapper
+//! environment. An exec that passes that environment (`execv`, `execvp`)
+//! gets a new ticket written into the entry in place, and nothing is
+//! copied; `posix_spawn`, which returns to a process whose other threads
+//! go on, always copies. Some children start where no wrapper
 //! sees them: glibc's `system()`, `popen()` and `wordexp()` spawn through
 //! internal calls, and `execl()` and its variadic siblings are not
 //! wrapped. They inherit the same entry, renewed at load, in every fork
@@ -16,7 +17,8 @@
 //! Any other environment is copied without its tree entries, plus a new
 //! one, into an array on the caller's stack (these calls are made from
 //! vfork children and from signal handlers on small alternate stacks), or
-//! into a mapping for more than [`ON_STACK`] entries. The copy reads the
+//! for more than [`ON_STACK`] entries into a mapping, or in a vfork child
+//! into one of two static arrays. The copy reads the
 //! caller's memory through the kernel ([`crate::peek`]), so a bad pointer
 //! fails the real call with EFAULT as it would without the shim; under a
 //! seccomp filter it reads as libc would. An environment that cannot be
@@ -32,7 +34,7 @@ use crate::real::Real;
 
 /// Environment entries a copy may hold on the caller's stack (2 KB).
 const ON_STACK: usize = 256;
-/// Entries a vfork child's copy may hold on its parent's stack (32 KB).
+/// Entries a vfork child's copy may hold (32 KB, in [`VFORK_AREAS`]).
 const IN_VFORK_CHILD: usize = 4096;
 /// Entries a mapped copy may hold (512 KB of address space, touched only
 /// as far as used).
@@ -91,34 +93,6 @@ fn put_own_entry() {
     // process (the library is never unloaded: it is linked -z nodelete);
     // the environment only reads it (AtomicU8 has u8's layout).
     unsafe { libc::putenv(own_entry_pointer().cast_mut()) };
-    remember_own_slot();
-}
-
-/// Where [`OWN_ENTRY`] went at load: the environment array and the slot.
-/// While both still hold it, finding it takes two loads.
-static OWN_ARRAY: AtomicUsize = AtomicUsize::new(0);
-static OWN_SLOT: AtomicUsize = AtomicUsize::new(0);
-
-/// Remembers where [`OWN_ENTRY`] is now, once `putenv` has put it.
-fn remember_own_slot() {
-    // SAFETY: reading the process's own environment pointer.
-    let array = unsafe { environ };
-    let mut slot = None;
-    if !array.is_null() {
-        let mut index = 0;
-        let _ = visit_entries(array, |entry| {
-            if entry == own_entry_pointer() {
-                slot = Some(index);
-                return true;
-            }
-            index += 1;
-            false
-        });
-    }
-    if let Some(slot) = slot {
-        OWN_SLOT.store(slot, Relaxed);
-        OWN_ARRAY.store(array as usize, Relaxed);
-    }
 }
 
 /// Calls `visit` with each entry of `envp` until it returns true: then
@@ -169,13 +143,9 @@ fn visit_entries(
 }
 
 /// Whether `envp`, the process's own environment, holds [`OWN_ENTRY`].
+/// Always a walk: a program may free the array `putenv` made (`clearenv`)
+/// and get the same address back for another.
 fn holds_own_entry(envp: *const *const c_char) -> bool {
-    if envp as usize == OWN_ARRAY.load(Relaxed) {
-        // SAFETY: the array putenv made, at a slot it had then.
-        if unsafe { *envp.add(OWN_SLOT.load(Relaxed)) } == own_entry_pointer() {
-            return true;
-        }
-    }
     visit_entries(envp, |entry| entry == own_entry_pointer()) == Some(true)
 }
 
@@ -202,9 +172,9 @@ fn is_tree_entry(entry: *const c_char) -> bool {
 /// itself). Not when the slot cannot be written (a read-only array, which
 /// `putenv` would fault on), tested through the kernel by writing back
 /// what it holds; so not under a seccomp filter either.
-fn renew_for_unseen_child() {
+fn renew_for_unseen_child() -> Option<Held> {
     if crate::intercept::config().is_none() || !crate::process::owns_state() {
-        return;
+        return None;
     }
     // SAFETY: reading the process's own environment pointer.
     let array = unsafe { environ };
@@ -225,7 +195,36 @@ fn renew_for_unseen_child() {
             put_own_entry();
         }
     }
+    // Held across the call when free, so a thread's posix_spawn with the
+    // environment copies rather than renew the entry under this child;
+    // two of these calls at once still race (system() holds it until its
+    // command ends, so none can wait for it).
+    let held = Held::take();
     renew_own_entry();
+    held
+}
+
+/// [`SPAWNING`], taken; given back when dropped.
+struct Held;
+
+impl Held {
+    fn take() -> Option<Held> {
+        SPAWNING
+            .compare_exchange(false, true, Relaxed, Relaxed)
+            .is_ok()
+            .then_some(Held)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        SPAWNING.store(false, Relaxed);
+    }
+}
+
+/// In a fork child, whose other threads are gone: nothing holds it.
+pub(crate) fn release_in_fork_child() {
+    SPAWNING.store(false, Relaxed);
 }
 
 /// Gives the next child started where the shim cannot see it a ticket of
@@ -250,24 +249,26 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
     }
     let owns_state = crate::process::owns_state();
     // The process's own environment: a new ticket in the shim's entry, in
-    // place, held until the call returns (posix_spawn returns once the
-    // child has executed, so the kernel has copied it by then). Another
-    // thread's spawn, a signal handler's, or a vfork child's (which could
-    // not give it back) copies instead.
+    // place, held until the exec returns (so another thread's system()
+    // does not renew it meanwhile). A busy entry, a signal handler's exec
+    // or a vfork child's (which could not give it back) copies instead.
     // SAFETY: reading the process's own environment pointer.
-    if owns_state
-        && envp == unsafe { environ }
-        && holds_own_entry(envp)
-        && SPAWNING
-            .compare_exchange(false, true, Relaxed, Relaxed)
-            .is_ok()
-    {
-        renew_own_entry();
-        let result = f(envp);
-        SPAWNING.store(false, Relaxed);
-        return result;
+    if owns_state && envp == unsafe { environ } && holds_own_entry(envp) {
+        if let Some(_held) = Held::take() {
+            renew_own_entry();
+            return f(envp);
+        }
     }
     with_copy(envp, owns_state, f)
+}
+
+/// [`with_tree`] for `posix_spawn`, which returns while other threads may
+/// be renewing [`OWN_ENTRY`] for a `system()` of theirs: always a copy.
+fn with_spawn_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
+    if crate::intercept::config().is_none() || envp.is_null() {
+        return f(envp);
+    }
+    with_copy(envp, crate::process::owns_state(), f)
 }
 
 /// Held while a call passes the process's environment with a ticket
@@ -306,20 +307,54 @@ fn with_entries<R>(
     f(entries.as_ptr())
 }
 
+/// Arrays for vfork children's copies of environments too large for the
+/// first: not their stack, which may be a small thread's or a clone's,
+/// nor a mapping, which would stay behind in the parent. Each is owned by
+/// the thread pointer of the thread whose child uses it, which a vfork
+/// child shares with its parent thread: that thread is suspended until
+/// the child executes, so when it next claims its own area, that child
+/// is done. A child that executes never gives its area back.
+struct VforkArea(std::cell::UnsafeCell<[*const c_char; IN_VFORK_CHILD + 2]>);
+
+// SAFETY: each area is used only by the thread that owns it (see above).
+unsafe impl Sync for VforkArea {}
+
+static VFORK_AREAS: [VforkArea; 2] = [const {
+    VforkArea(std::cell::UnsafeCell::new(
+        [std::ptr::null(); IN_VFORK_CHILD + 2],
+    ))
+}; 2];
+static VFORK_OWNERS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
 /// [`with_copy`] in a vfork child, for an environment too large for the
-/// first array: a mapping would stay behind in the parent, whose stack the
-/// child runs on (a thread's full stack, not a signal stack), so 32 KB of
-/// it instead.
+/// first array.
 #[inline(never)]
 fn with_vfork_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
-    let mut entries = [std::ptr::null::<c_char>(); IN_VFORK_CHILD + 2];
-    match copy_environment(envp, &mut entries[..IN_VFORK_CHILD]) {
-        Copied::Done(count) => with_entries(&mut entries, count, f),
-        Copied::TooMany | Copied::Unreadable => {
-            renew_own_entry();
-            f(envp)
+    let me = crate::stats::thread_pointer();
+    for (area, owner) in VFORK_AREAS.iter().zip(&VFORK_OWNERS) {
+        let current = owner.load(Relaxed);
+        if (current != 0 && current != me)
+            || owner
+                .compare_exchange(current, me, Relaxed, Relaxed)
+                .is_err()
+        {
+            continue;
         }
+        // SAFETY: this thread owns the area (see VforkArea).
+        let entries = unsafe { &mut *area.0.get() };
+        let result = match copy_environment(envp, &mut entries[..IN_VFORK_CHILD]) {
+            Copied::Done(count) => with_entries(entries, count, f),
+            Copied::TooMany | Copied::Unreadable => {
+                renew_own_entry();
+                f(envp)
+            }
+        };
+        // Reached only when the call failed and returned.
+        owner.store(0, Relaxed);
+        return result;
     }
+    renew_own_entry();
+    f(envp)
 }
 
 /// [`with_copy`] for an environment too large for the stack. Not in a
@@ -618,7 +653,7 @@ pub unsafe extern "C" fn posix_spawn(
         return libc::ENOSYS;
     };
     // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, |envp| unsafe {
+    with_spawn_tree(envp, |envp| unsafe {
         spawn(pid, path, actions, attributes, argv, envp)
     })
 }
@@ -639,7 +674,7 @@ pub unsafe extern "C" fn posix_spawnp(
         return libc::ENOSYS;
     };
     // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, |envp| unsafe {
+    with_spawn_tree(envp, |envp| unsafe {
         spawn(pid, file, actions, attributes, argv, envp)
     })
 }
@@ -652,7 +687,7 @@ pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
     let Some(system) = real::<SystemFn>(&crate::real::SYSTEM) else {
         return missing(&crate::real::SYSTEM);
     };
-    renew_for_unseen_child();
+    let _held = renew_for_unseen_child();
     // SAFETY: the caller's argument.
     unsafe { system(command) }
 }
@@ -666,7 +701,7 @@ pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *
         missing(&crate::real::POPEN);
         return std::ptr::null_mut();
     };
-    renew_for_unseen_child();
+    let _held = renew_for_unseen_child();
     // SAFETY: the caller's arguments.
     unsafe { popen(command, mode) }
 }
@@ -682,7 +717,7 @@ pub unsafe extern "C" fn wordexp(words: *const c_char, result: *mut c_void, flag
         return 1;
     };
     // Command substitutions run in a shell spawned where no wrapper sees.
-    renew_for_unseen_child();
+    let _held = renew_for_unseen_child();
     // SAFETY: the caller's arguments.
     unsafe { wordexp(words, result, flags) }
 }

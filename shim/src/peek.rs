@@ -11,25 +11,48 @@
 // Unit tests compile the exported prctl out.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
-use std::ffi::{c_int, c_ulong, c_void};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 
 /// Set once a seccomp filter is known, or may be: filters are never
 /// removed. Learned at load from `/proc/self/status`, and from the
-/// program's own `prctl(PR_SET_SECCOMP)`; asking the kernel on each use
-/// would take a `prctl` that filters may forbid too.
+/// program's own `prctl(PR_SET_SECCOMP)` and `syscall(SYS_seccomp, ...)`
+/// (libseccomp's way), which the shim wraps; asking the kernel on each
+/// use would take a `prctl` that filters may forbid too.
 static FILTERED: AtomicBool = AtomicBool::new(false);
 
-/// At load: whether a seccomp filter is installed (or unknown).
+/// At load: whether a seccomp filter is installed. Without `/proc`, one
+/// `prctl(PR_GET_SECCOMP)`; unknown counts as filtered.
 pub(crate) fn learn_filter_at_load() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mode = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Seccomp:"))
-        .map(str::trim);
-    if mode != Some("0") {
+    let status = std::fs::read_to_string("/proc/self/status").ok();
+    let filtered = match status {
+        Some(status) => {
+            let mode = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Seccomp:"))
+                .map(str::trim);
+            mode != Some("0")
+        }
+        // SAFETY: PR_GET_SECCOMP takes no other argument.
+        None => (unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) }) != 0,
+    };
+    if filtered {
         FILTERED.store(true, Relaxed);
     }
+    if let Some(address) = crate::real::SYSCALL.get() {
+        SYSCALL_ADDRESS.store(address, Relaxed);
+    }
+}
+
+/// Whether a call of `syscall` or `prctl` with these arguments installs a
+/// filter, if it succeeds.
+fn installs_filter(number: c_long, first: c_long) -> bool {
+    (number == libc::SYS_seccomp
+        && matches!(
+            first as c_uint,
+            libc::SECCOMP_SET_MODE_STRICT | libc::SECCOMP_SET_MODE_FILTER
+        ))
+        || (number == libc::SYS_prctl && first == c_long::from(libc::PR_SET_SECCOMP))
 }
 
 /// Whether [`copy`] may be called: no seccomp filter is installed.
@@ -60,11 +83,108 @@ pub unsafe extern "C" fn prctl(
         crate::errno::set(libc::ENOSYS);
         return -1;
     };
-    if option == libc::PR_SET_SECCOMP {
+    // SAFETY: prctl's definition, with the caller's arguments.
+    let result = unsafe {
+        std::mem::transmute::<*mut c_void, PrctlFn>(address)(option, arg2, arg3, arg4, arg5)
+    };
+    // A filter binds the calling thread from its success on, not before.
+    if result == 0 && installs_filter(libc::SYS_prctl, c_long::from(option)) {
         FILTERED.store(true, Relaxed);
     }
-    // SAFETY: prctl's definition, with the caller's arguments.
-    unsafe { std::mem::transmute::<*mut c_void, PrctlFn>(address)(option, arg2, arg3, arg4, arg5) }
+    result
+}
+
+type SyscallFn =
+    unsafe extern "C" fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long;
+
+/// The real `syscall`, for the trampoline: null until resolved.
+static SYSCALL_ADDRESS: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The shim's `syscall`: a jump to the real one, unless the call may
+/// install a seccomp filter (or the real one is not resolved yet), which
+/// [`watched_syscall`] makes. Naked: `syscall` is variadic, and programs
+/// call it in hot paths (futex), so it adds two compares and a jump.
+///
+/// # Safety
+/// As for the C function.
+#[cfg(all(not(test), target_arch = "x86_64"))]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall() {
+    core::arch::naked_asm!(
+        "cmp rdi, {seccomp}",
+        "je {watched}",
+        "cmp rdi, {prctl}",
+        "je {watched}",
+        "mov rax, qword ptr [rip + {real}]",
+        "test rax, rax",
+        "jz {watched}",
+        "jmp rax",
+        seccomp = const libc::SYS_seccomp,
+        prctl = const libc::SYS_prctl,
+        watched = sym watched_syscall,
+        real = sym SYSCALL_ADDRESS,
+    )
+}
+
+/// As above, for aarch64 (unconditional branches: conditional ones reach
+/// only 1 MB).
+///
+/// # Safety
+/// As for the C function.
+#[cfg(all(not(test), target_arch = "aarch64"))]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall() {
+    core::arch::naked_asm!(
+        "cmp x0, #{seccomp}",
+        "b.ne 2f",
+        "b {watched}",
+        "2:",
+        "cmp x0, #{prctl}",
+        "b.ne 3f",
+        "b {watched}",
+        "3:",
+        "adrp x16, {real}",
+        "ldr x16, [x16, :lo12:{real}]",
+        "cbnz x16, 4f",
+        "b {watched}",
+        "4:",
+        "br x16",
+        seccomp = const libc::SYS_seccomp,
+        prctl = const libc::SYS_prctl,
+        watched = sym watched_syscall,
+        real = sym SYSCALL_ADDRESS,
+    )
+}
+
+/// `syscall` for calls that may install a filter: the real call, then a
+/// note of the filter if it succeeded. Seven register-sized arguments, as
+/// the variadic C function takes them on x86-64 and aarch64 Linux (the
+/// seventh on the stack, where the trampoline's jump left it).
+unsafe extern "C" fn watched_syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let Some(address) = crate::real::SYSCALL.get() else {
+        crate::real::SYSCALL.report_missing();
+        crate::errno::set(libc::ENOSYS);
+        return -1;
+    };
+    SYSCALL_ADDRESS.store(address, Relaxed);
+    // SAFETY: syscall's definition, with the caller's arguments.
+    let result = unsafe {
+        std::mem::transmute::<*mut c_void, SyscallFn>(address)(number, a1, a2, a3, a4, a5, a6)
+    };
+    if result >= 0 && installs_filter(number, a1) {
+        FILTERED.store(true, Relaxed);
+    }
+    result
 }
 
 /// Copies `count` elements of the caller's memory, element `i` being the

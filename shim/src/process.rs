@@ -127,6 +127,7 @@ pub(crate) extern "C" fn in_fork_child() {
     NEXT_CHILD.store(0, Relaxed);
     NEXT_THREAD.store(0, Relaxed);
     GENERATION.fetch_add(1, Relaxed);
+    crate::exec::release_in_fork_child();
     crate::exec::renew_own_entry();
     crate::stats::reset_in_child();
     crate::record::process_line();

@@ -82,6 +82,7 @@ pub(crate) static SYSTEM: Real = Real::new(c"system");
 pub(crate) static POPEN: Real = Real::new(c"popen");
 pub(crate) static WORDEXP: Real = Real::new(c"wordexp");
 pub(crate) static PRCTL: Real = Real::new(c"prctl");
+pub(crate) static SYSCALL: Real = Real::new(c"syscall");
 pub(crate) static POSIX_SPAWNP: Real = Real::new(c"posix_spawnp");
 
 /// Resolves every real function now, while the process is still
@@ -102,6 +103,7 @@ pub(crate) fn resolve_all() {
         &POPEN,
         &WORDEXP,
         &PRCTL,
+        &SYSCALL,
     ]) {
         let _ = real.get();
     }

@@ -40,7 +40,7 @@ static OWNERS: [AtomicUsize; ROWS - 1] = [const { AtomicUsize::new(0) }; ROWS - 
 /// no thread-local access (which costs a `__tls_get_addr` call in a
 /// shared library).
 #[inline(always)]
-fn thread_pointer() -> usize {
+pub(crate) fn thread_pointer() -> usize {
     let pointer: usize;
     // SAFETY: reads the thread pointer register, which every thread has.
     #[cfg(target_arch = "x86_64")]

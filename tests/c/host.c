@@ -303,10 +303,11 @@ static int sandbox_checks(const char *dir) {
 }
 
 /* A sandbox whose seccomp filter kills the process on process_vm_readv
- * (systemd's @system-service leaves it out). Installed with prctl, which
- * the shim sees, then the checks; then, installed before an exec as
- * systemd and firejail do, the checks in the new program. */
-static int sandboxed(const char *dir) {
+ * (systemd's @system-service leaves it out). Installed with prctl, or
+ * with the seccomp system call through syscall() as libseccomp does, then
+ * the checks; then, as if installed before an exec as systemd and
+ * firejail do, the checks in the new program. */
+static int sandboxed(const char *dir, int through_syscall) {
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
@@ -314,7 +315,10 @@ static int sandboxed(const char *dir) {
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog program = {.len = 4, .filter = filter};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program)) return 2;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return 2;
+    int installed = through_syscall ? syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program)
+                                    : prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program);
+    if (installed) return 2;
     sandbox_checks(dir);
     char *again[] = {"host", "sandbox-checks", (char *)dir, NULL};
     execve("/proc/self/exe", again, environ);
@@ -346,7 +350,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "stderr-reuse")) return stderr_reuse(dir);
     if (!strcmp(mode, "close-fault")) return close_fault(dir);
     if (!strcmp(mode, "report-on-crash")) return report_on_crash();
-    if (!strcmp(mode, "sandboxed")) return sandboxed(dir);
+    if (!strcmp(mode, "sandboxed")) return sandboxed(dir, 0);
+    if (!strcmp(mode, "sandboxed-syscall")) return sandboxed(dir, 1);
     if (!strcmp(mode, "sandbox-checks")) return sandbox_checks(dir);
     if (!strcmp(mode, "dlclose")) return dlclose_shim(dir);
     fprintf(stderr, "unknown mode %s\n", mode);
