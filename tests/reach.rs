@@ -342,7 +342,8 @@ fn children_started_where_the_shim_cannot_see_still_draw_their_own_delays() {
     // entries takes the mapped copy, and a vfork child a larger stack copy;
     // system() after the environment was rebuilt from copies finds a copy
     // of the shim's entry there; four threads spawn with the process's
-    // environment at once.
+    // environment at once; six live threads vfork in turn with a large
+    // environment.
     let spawner = c_program("spawner", &[]);
     let dir = tempdir();
     let draws_under = |seed: Option<&str>, name: &str| {
@@ -375,7 +376,7 @@ fn children_started_where_the_shim_cannot_see_still_draw_their_own_delays() {
             .filter(|l| l["exe"].as_str().unwrap().ends_with("/probe"))
             .map(|l| l["pid"].to_string())
             .collect();
-        assert_eq!(probes.len(), 31, "{lines:?}");
+        assert_eq!(probes.len(), 37, "{lines:?}");
         let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for line in read_log(&log) {
             by_pid

@@ -18,7 +18,7 @@
 //! one, into an array on the caller's stack (these calls are made from
 //! vfork children and from signal handlers on small alternate stacks), or
 //! for more than [`ON_STACK`] entries into a mapping, or in a vfork child
-//! into one of two static arrays. The copy reads the
+//! into one of four static arrays. The copy reads the
 //! caller's memory through the kernel ([`crate::peek`]), so a bad pointer
 //! fails the real call with EFAULT as it would without the shim; under a
 //! seccomp filter it reads as libc would. An environment that cannot be
@@ -28,7 +28,10 @@
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU8, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
 
 use crate::real::Real;
 
@@ -222,9 +225,11 @@ impl Drop for Held {
     }
 }
 
-/// In a fork child, whose other threads are gone: nothing holds it.
+/// In a fork child, whose other threads are gone: nothing holds the spawn
+/// lock or an area.
 pub(crate) fn release_in_fork_child() {
     SPAWNING.store(false, Relaxed);
+    release_vfork_areas();
 }
 
 /// Gives the next child started where the shim cannot see it a ticket of
@@ -313,33 +318,62 @@ fn with_entries<R>(
 /// the thread pointer of the thread whose child uses it, which a vfork
 /// child shares with its parent thread: that thread is suspended until
 /// the child executes, so when it next claims its own area, that child
-/// is done. A child that executes never gives its area back.
+/// is done. A child that executes cannot give its area back: another
+/// thread takes it over once `kcmp` says that child (its pid is kept) no
+/// longer shares this process's memory.
 struct VforkArea(std::cell::UnsafeCell<[*const c_char; IN_VFORK_CHILD + 2]>);
 
 // SAFETY: each area is used only by the thread that owns it (see above).
 unsafe impl Sync for VforkArea {}
 
-static VFORK_AREAS: [VforkArea; 2] = [const {
+static VFORK_AREAS: [VforkArea; 4] = [const {
     VforkArea(std::cell::UnsafeCell::new(
         [std::ptr::null(); IN_VFORK_CHILD + 2],
     ))
-}; 2];
-static VFORK_OWNERS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+}; 4];
+static VFORK_OWNERS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static VFORK_CHILDREN: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+
+/// Whether the vfork child `pid` that last used an area is done with it:
+/// it executed (no longer shares this process's memory) or is gone. Not
+/// known without `kcmp`, nor asked under a seccomp filter.
+fn vfork_child_done(pid: i32) -> bool {
+    if pid <= 0 || !crate::peek::available() {
+        return false;
+    }
+    let _errno = crate::errno::SavedErrno::save();
+    // SAFETY: kcmp compares two processes' resources; it changes nothing.
+    let same = unsafe { libc::syscall(libc::SYS_kcmp, libc::getpid(), pid, KCMP_VM, 0, 0) };
+    same != 0 && !(same == -1 && crate::errno::get() == libc::ENOSYS)
+}
+
+/// kcmp's type for comparing address spaces (linux/kcmp.h).
+const KCMP_VM: libc::c_long = 1;
+
+/// In a fork child: no vfork child of its is using an area.
+fn release_vfork_areas() {
+    for owner in &VFORK_OWNERS {
+        owner.store(0, Release);
+    }
+}
 
 /// [`with_copy`] in a vfork child, for an environment too large for the
 /// first array.
 #[inline(never)]
 fn with_vfork_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
     let me = crate::stats::thread_pointer();
-    for (area, owner) in VFORK_AREAS.iter().zip(&VFORK_OWNERS) {
-        let current = owner.load(Relaxed);
-        if (current != 0 && current != me)
+    for ((area, owner), child) in VFORK_AREAS.iter().zip(&VFORK_OWNERS).zip(&VFORK_CHILDREN) {
+        let current = owner.load(Acquire);
+        let free = current == 0 || current == me || vfork_child_done(child.load(Acquire));
+        if !free
             || owner
-                .compare_exchange(current, me, Relaxed, Relaxed)
+                .compare_exchange(current, me, AcqRel, Acquire)
                 .is_err()
         {
             continue;
         }
+        // SAFETY: getpid cannot fail.
+        child.store(unsafe { libc::getpid() }, Release);
         // SAFETY: this thread owns the area (see VforkArea).
         let entries = unsafe { &mut *area.0.get() };
         let result = match copy_environment(envp, &mut entries[..IN_VFORK_CHILD]) {
@@ -350,7 +384,7 @@ fn with_vfork_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c
             }
         };
         // Reached only when the call failed and returned.
-        owner.store(0, Relaxed);
+        owner.store(0, Release);
         return result;
     }
     renew_own_entry();

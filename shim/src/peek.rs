@@ -21,22 +21,16 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
 /// use would take a `prctl` that filters may forbid too.
 static FILTERED: AtomicBool = AtomicBool::new(false);
 
-/// At load: whether a seccomp filter is installed. Without `/proc`, one
-/// `prctl(PR_GET_SECCOMP)`; unknown counts as filtered.
+/// At load: whether a seccomp filter is installed. Unknown (no `/proc`)
+/// counts as filtered: under an unknown filter no system call is a safe
+/// probe, `prctl` included.
 pub(crate) fn learn_filter_at_load() {
-    let status = std::fs::read_to_string("/proc/self/status").ok();
-    let filtered = match status {
-        Some(status) => {
-            let mode = status
-                .lines()
-                .find_map(|line| line.strip_prefix("Seccomp:"))
-                .map(str::trim);
-            mode != Some("0")
-        }
-        // SAFETY: PR_GET_SECCOMP takes no other argument.
-        None => (unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) }) != 0,
-    };
-    if filtered {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mode = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Seccomp:"))
+        .map(str::trim);
+    if mode != Some("0") {
         FILTERED.store(true, Relaxed);
     }
     if let Some(address) = crate::real::SYSCALL.get() {
@@ -47,6 +41,7 @@ pub(crate) fn learn_filter_at_load() {
 /// Whether a call of `syscall` or `prctl` with these arguments installs a
 /// filter, if it succeeds.
 fn installs_filter(number: c_long, first: c_long) -> bool {
+    let number = c_long::from(number as u32);
     (number == libc::SYS_seccomp
         && matches!(
             first as c_uint,
@@ -111,15 +106,17 @@ static SYSCALL_ADDRESS: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut())
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn syscall() {
+    // The kernel takes the number's low 32 bits; r11 is free at a call
+    // (rax's low byte counts a variadic call's vector registers).
     core::arch::naked_asm!(
-        "cmp rdi, {seccomp}",
+        "cmp edi, {seccomp}",
         "je {watched}",
-        "cmp rdi, {prctl}",
+        "cmp edi, {prctl}",
         "je {watched}",
-        "mov rax, qword ptr [rip + {real}]",
-        "test rax, rax",
+        "mov r11, qword ptr [rip + {real}]",
+        "test r11, r11",
         "jz {watched}",
-        "jmp rax",
+        "jmp r11",
         seccomp = const libc::SYS_seccomp,
         prctl = const libc::SYS_prctl,
         watched = sym watched_syscall,
@@ -137,11 +134,11 @@ pub unsafe extern "C" fn syscall() {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn syscall() {
     core::arch::naked_asm!(
-        "cmp x0, #{seccomp}",
+        "cmp w0, #{seccomp}",
         "b.ne 2f",
         "b {watched}",
         "2:",
-        "cmp x0, #{prctl}",
+        "cmp w0, #{prctl}",
         "b.ne 3f",
         "b {watched}",
         "3:",
@@ -160,8 +157,8 @@ pub unsafe extern "C" fn syscall() {
 
 /// `syscall` for calls that may install a filter: the real call, then a
 /// note of the filter if it succeeded. Seven register-sized arguments, as
-/// the variadic C function takes them on x86-64 and aarch64 Linux (the
-/// seventh on the stack, where the trampoline's jump left it).
+/// the variadic C function takes them on x86-64 and aarch64 Linux (on
+/// x86-64 the seventh on the stack, where the trampoline's jump left it).
 unsafe extern "C" fn watched_syscall(
     number: c_long,
     a1: c_long,

@@ -1,11 +1,12 @@
-/* Starts PROBE 31 times in ways where a wrapper cannot simply add an
+/* Starts PROBE 37 times in ways where a wrapper cannot simply add an
  * entry to the child's environment: glibc's system() and popen() spawn
  * through internal calls, execl() is variadic and not wrapped, an
  * environment of 300 entries is too large for the shim's stack copy (in a
  * vfork child too, as Python's subprocess makes), a program that rebuilt
  * its environment from copies (as setproctitle implementations do) holds
- * a copy of the shim's own entry, and four threads at once spawn with the
- * process's environment, whose entry the shim renews in place. */
+ * a copy of the shim's own entry, four threads at once spawn with the
+ * process's environment, and six live threads in turn vfork with a large
+ * environment (more threads than the shim keeps arrays for). */
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -22,6 +23,33 @@ static int wait_for(pid_t child) {
 }
 
 static char *probe;
+static char **large;
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_changed = PTHREAD_COND_INITIALIZER;
+static int turn;
+static pthread_barrier_t all_done;
+
+/* Thread `arg` waits for its turn, vforks once, then stays alive until
+ * every thread has had its turn: six thread pointers at once. */
+static void *vfork_in_turn(void *arg) {
+    long me = (long)arg;
+    char *probe_argv[] = {"probe", "calls", "10", NULL};
+    pthread_mutex_lock(&turn_lock);
+    while (turn != me) pthread_cond_wait(&turn_changed, &turn_lock);
+    pthread_mutex_unlock(&turn_lock);
+    pid_t child = vfork();
+    if (child == 0) {
+        execve(probe, probe_argv, large);
+        _exit(127);
+    }
+    void *failed = child < 0 || wait_for(child) ? "failed" : NULL;
+    pthread_mutex_lock(&turn_lock);
+    turn++;
+    pthread_cond_broadcast(&turn_changed);
+    pthread_mutex_unlock(&turn_lock);
+    pthread_barrier_wait(&all_done);
+    return failed;
+}
 
 static void *spawn_five(void *unused) {
     (void)unused;
@@ -59,8 +87,9 @@ int main(int argc, char **argv) {
     /* The process's environment and 300 more entries, in an array of its own. */
     int count = 0;
     while (environ[count]) count++;
-    char **large = calloc(count + 301, sizeof *large);
-    memcpy(large, environ, count * sizeof *large);
+    large = calloc(count + 301, sizeof *large);
+    /* Copies of the strings, as Python's os.environ passes them. */
+    for (int i = 0; i < count; i++) large[i] = strdup(environ[i]);
     for (int i = 0; i < 300; i++) {
         large[count + i] = malloc(32);
         snprintf(large[count + i], 32, "FILLER_%d=x", i);
@@ -84,6 +113,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4; i++) {
         void *failed;
         pthread_join(threads[i], &failed);
+        if (failed) return 1;
+    }
+    pthread_t in_turn[6];
+    pthread_barrier_init(&all_done, NULL, 6);
+    for (long i = 0; i < 6; i++) pthread_create(&in_turn[i], NULL, vfork_in_turn, (void *)i);
+    for (int i = 0; i < 6; i++) {
+        void *failed;
+        pthread_join(in_turn[i], &failed);
         if (failed) return 1;
     }
     /* The environment rebuilt from copies of its strings. */
