@@ -320,7 +320,10 @@ fn with_entries<R>(
 /// the child executes, so when it next claims its own area, that child
 /// is done. A child that executes cannot give its area back: another
 /// thread takes it over once `kcmp` says that child (its pid is kept) no
-/// longer shares this process's memory.
+/// longer shares this process's memory. Left alone: raw `clone(CLONE_VM)`
+/// children without CLONE_VFORK share their thread's pointer while it
+/// runs on, and children in another pid namespace record a pid that
+/// names another process here.
 struct VforkArea(std::cell::UnsafeCell<[*const c_char; IN_VFORK_CHILD + 2]>);
 
 // SAFETY: each area is used only by the thread that owns it (see above).
@@ -334,18 +337,39 @@ static VFORK_AREAS: [VforkArea; 4] = [const {
 static VFORK_OWNERS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
 static VFORK_CHILDREN: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
 
-/// Whether the vfork child `pid` that last used an area is done with it:
-/// it executed (no longer shares this process's memory) or is gone. Not
-/// known without `kcmp`, nor asked under a seccomp filter.
-fn vfork_child_done(pid: i32) -> bool {
-    if pid <= 0 || !crate::peek::available() {
-        return false;
+/// What `kcmp` says of the child `pid` that last used an area.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Child {
+    /// Executed (no longer shares this process's memory) or gone.
+    Done,
+    /// Still shares it: using the area, or about to.
+    Alive,
+    /// Not known: `kcmp` refused (EPERM for a non-dumpable process, a
+    /// filter) or is missing, or a seccomp filter forbids asking.
+    Unknown,
+}
+
+fn vfork_child(pid: i32) -> Child {
+    if pid <= 0 {
+        return Child::Done;
+    }
+    if !crate::peek::available() {
+        return Child::Unknown;
     }
     let _errno = crate::errno::SavedErrno::save();
     // SAFETY: kcmp compares two processes' resources; it changes nothing.
-    let same = unsafe { libc::syscall(libc::SYS_kcmp, libc::getpid(), pid, KCMP_VM, 0, 0) };
-    same != 0 && !(same == -1 && crate::errno::get() == libc::ENOSYS)
+    let order = unsafe { libc::syscall(libc::SYS_kcmp, libc::getpid(), pid, KCMP_VM, 0, 0) };
+    match order {
+        0 => Child::Alive,
+        1.. => Child::Done,
+        _ if crate::errno::get() == libc::ESRCH => Child::Done,
+        _ => Child::Unknown,
+    }
 }
+
+/// An owner word's value while a thread claims the area: never a thread
+/// pointer.
+const CLAIMING: usize = 1;
 
 /// kcmp's type for comparing address spaces (linux/kcmp.h).
 const KCMP_VM: libc::c_long = 1;
@@ -364,16 +388,36 @@ fn with_vfork_copy<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c
     let me = crate::stats::thread_pointer();
     for ((area, owner), child) in VFORK_AREAS.iter().zip(&VFORK_OWNERS).zip(&VFORK_CHILDREN) {
         let current = owner.load(Acquire);
-        let free = current == 0 || current == me || vfork_child_done(child.load(Acquire));
+        if current == CLAIMING {
+            continue;
+        }
+        let last = child.load(Acquire);
+        // Free: never used or given back, its child done, or (when kcmp
+        // cannot tell) last used by this thread's earlier vfork child,
+        // which is done since this thread runs again.
+        let free = current == 0
+            || match vfork_child(last) {
+                Child::Done => true,
+                Child::Alive => false,
+                Child::Unknown => current == me,
+            };
+        // Claimed in two steps, so no one takes it on a child it has not
+        // seen: the owner word to CLAIMING, then, if the child is still
+        // the one judged above, this child's pid and this thread.
         if !free
             || owner
-                .compare_exchange(current, me, AcqRel, Acquire)
+                .compare_exchange(current, CLAIMING, AcqRel, Acquire)
                 .is_err()
         {
             continue;
         }
+        if child.load(Acquire) != last {
+            owner.store(current, Release);
+            continue;
+        }
         // SAFETY: getpid cannot fail.
         child.store(unsafe { libc::getpid() }, Release);
+        owner.store(me, Release);
         // SAFETY: this thread owns the area (see VforkArea).
         let entries = unsafe { &mut *area.0.get() };
         let result = match copy_environment(envp, &mut entries[..IN_VFORK_CHILD]) {
