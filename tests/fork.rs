@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::util::{read_log, read_stats, run, tempdir, text, under_shim, PROBE};
+use crate::util::{delays_by_pid_in, read_stats, run, tempdir, text, under_shim, PROBE};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -26,14 +26,7 @@ fn delays_by_pid(settings: &[(&str, &str)], args: &[&str]) -> BTreeMap<String, V
     all.extend_from_slice(settings);
     let out = run(under_shim(PROBE, &all).args(args), LIMIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in read_log(&log) {
-        by_pid
-            .entry(line.get("pid").unwrap().to_owned())
-            .or_default()
-            .push(line.get("delay_us").unwrap().to_owned());
-    }
-    by_pid
+    delays_by_pid_in(&log)
 }
 
 #[test]

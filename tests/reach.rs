@@ -3,15 +3,14 @@
 //! git, and in Python's flock and atomic save; only on files by default;
 //! one seed per process tree.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use delayshim_settings::family_of;
 
 use crate::util::{
-    assert_exit, c_program, clean_command, imports, read_log, read_stats, read_stats_events, run,
-    shim, tempdir, text, totals, under_shim, PROBE,
+    assert_exit, c_program, clean_command, delays_by_pid_in, imports, read_log, read_stats,
+    read_stats_events, run, shim, tempdir, text, totals, under_shim, PROBE,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -289,13 +288,7 @@ fn a_tree_shares_one_seed_and_exec_siblings_draw_different_delays() {
     assert_eq!(lines.len(), 3, "sh and two probes: {lines:?}");
     let seed = &lines[0]["seed"];
     assert!(lines.iter().all(|line| &line["seed"] == seed), "{lines:?}");
-    let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in read_log(&log) {
-        by_pid
-            .entry(line.get("pid").unwrap().to_owned())
-            .or_default()
-            .push(line.get("delay_us").unwrap().to_owned());
-    }
+    let by_pid = delays_by_pid_in(&log);
     let draws: Vec<_> = by_pid.values().collect();
     assert_eq!(draws.len(), 2, "{by_pid:?}");
     assert_eq!(draws[0].len(), 20);
@@ -377,13 +370,7 @@ fn children_started_where_the_shim_cannot_see_still_draw_their_own_delays() {
             .map(|l| l["pid"].to_string())
             .collect();
         assert_eq!(probes.len(), 37, "{lines:?}");
-        let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in read_log(&log) {
-            by_pid
-                .entry(line.get("pid").unwrap().to_owned())
-                .or_default()
-                .push(line.get("delay_us").unwrap().to_owned());
-        }
+        let by_pid = delays_by_pid_in(&log);
         let mut draws: Vec<Vec<String>> = probes.iter().map(|pid| by_pid[pid].clone()).collect();
         assert!(draws.iter().all(|d| d.len() == 10), "{draws:?}");
         draws.sort();

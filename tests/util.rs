@@ -194,6 +194,18 @@ impl LogLine {
     }
 }
 
+/// Each process's delays (`delay_us`) in a log, in order, by pid.
+pub fn delays_by_pid_in(path: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut by_pid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in read_log(path) {
+        by_pid
+            .entry(line.get("pid").unwrap().to_owned())
+            .or_default()
+            .push(line.get("delay_us").unwrap().to_owned());
+    }
+    by_pid
+}
+
 pub fn read_log(path: &Path) -> Vec<LogLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()

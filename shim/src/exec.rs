@@ -619,12 +619,6 @@ fn real<F: Copy>(real: &Real) -> Option<F> {
     Some(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
 }
 
-fn missing(real: &Real) -> c_int {
-    real.report_missing();
-    crate::errno::set(libc::ENOSYS);
-    -1
-}
-
 type Argv = *const *const c_char;
 type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
@@ -647,7 +641,7 @@ type SpawnFn = unsafe extern "C" fn(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(execve) = real::<ExecveFn>(&crate::real::EXECVE) else {
-        return missing(&crate::real::EXECVE);
+        return crate::real::EXECVE.fail_missing();
     };
     // SAFETY: the caller's arguments with a longer environment.
     with_tree(envp, |envp| unsafe { execve(path, argv, envp) })
@@ -668,7 +662,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(execvpe) = real::<ExecveFn>(&crate::real::EXECVPE) else {
-        return missing(&crate::real::EXECVPE);
+        return crate::real::EXECVPE.fail_missing();
     };
     // SAFETY: the caller's arguments with a longer environment.
     with_tree(envp, |envp| unsafe { execvpe(file, argv, envp) })
@@ -689,7 +683,7 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     let Some(fexecve) = real::<FexecveFn>(&crate::real::FEXECVE) else {
-        return missing(&crate::real::FEXECVE);
+        return crate::real::FEXECVE.fail_missing();
     };
     // SAFETY: the caller's arguments with a longer environment.
     with_tree(envp, |envp| unsafe { fexecve(fd, argv, envp) })
@@ -707,7 +701,7 @@ pub unsafe extern "C" fn execveat(
     flags: c_int,
 ) -> c_int {
     let Some(execveat) = real::<ExecveatFn>(&crate::real::EXECVEAT) else {
-        return missing(&crate::real::EXECVEAT);
+        return crate::real::EXECVEAT.fail_missing();
     };
     // SAFETY: the caller's arguments with a longer environment.
     with_tree(envp, |envp| unsafe {
@@ -763,7 +757,7 @@ pub unsafe extern "C" fn posix_spawnp(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
     let Some(system) = real::<SystemFn>(&crate::real::SYSTEM) else {
-        return missing(&crate::real::SYSTEM);
+        return crate::real::SYSTEM.fail_missing();
     };
     let _held = renew_for_unseen_child();
     // SAFETY: the caller's argument.
@@ -776,7 +770,7 @@ pub unsafe extern "C" fn system(command: *const c_char) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut libc::FILE {
     let Some(popen) = real::<PopenFn>(&crate::real::POPEN) else {
-        missing(&crate::real::POPEN);
+        crate::real::POPEN.fail_missing();
         return std::ptr::null_mut();
     };
     let _held = renew_for_unseen_child();

@@ -74,9 +74,7 @@ pub unsafe extern "C" fn prctl(
     arg5: c_ulong,
 ) -> c_int {
     let Some(address) = crate::real::PRCTL.get() else {
-        crate::real::PRCTL.report_missing();
-        crate::errno::set(libc::ENOSYS);
-        return -1;
+        return crate::real::PRCTL.fail_missing();
     };
     // SAFETY: prctl's definition, with the caller's arguments.
     let result = unsafe {
@@ -169,9 +167,7 @@ unsafe extern "C" fn watched_syscall(
     a6: c_long,
 ) -> c_long {
     let Some(address) = crate::real::SYSCALL.get() else {
-        crate::real::SYSCALL.report_missing();
-        crate::errno::set(libc::ENOSYS);
-        return -1;
+        return crate::real::SYSCALL.fail_missing().into();
     };
     SYSCALL_ADDRESS.store(address, Relaxed);
     // SAFETY: syscall's definition, with the caller's arguments.

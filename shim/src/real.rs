@@ -1,7 +1,7 @@
 //! The real libc functions behind the interposed names, resolved once with
 //! `dlsym(RTLD_NEXT, ...)`.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -44,6 +44,15 @@ impl Real {
         }
         self.address.store(address, Ordering::Relaxed);
         Some(address)
+    }
+
+    /// What a wrapper returns when the function has no definition after
+    /// the shim: -1 with ENOSYS, reported once.
+    #[cold]
+    pub(crate) fn fail_missing(&self) -> c_int {
+        self.report_missing();
+        crate::errno::set(libc::ENOSYS);
+        -1
     }
 
     /// Reports, once, that the function has no definition after the shim.
