@@ -14,6 +14,7 @@ mod explain;
 mod families;
 mod faults;
 mod fork;
+mod hostile;
 mod reach;
 mod readme;
 mod reliability;

@@ -140,6 +140,8 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(RUN_MARKER_VAR, &marker)
+        // Each run is a tree of its own, whatever the command inherited.
+        .env_remove(delayshim_settings::TREE_VAR)
         .stdin(Stdio::null())
         .stdout(File::create(dir.join(STDOUT))?)
         .stderr(File::create(dir.join(STDERR))?)

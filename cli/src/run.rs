@@ -63,6 +63,9 @@ pub fn main(args: Args) -> u8 {
     let exec_error = std::process::Command::new(program)
         .args(rest)
         .env("LD_PRELOAD", preload)
+        // The command starts a tree of its own: an inherited place in
+        // another run's tree must not choose this one's streams.
+        .env_remove(delayshim_settings::TREE_VAR)
         .envs(settings)
         .exec();
     error(

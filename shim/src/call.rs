@@ -55,6 +55,8 @@ pub struct Call {
     /// rename's and link's other path.
     pub other: Option<Place>,
     pub op: Op,
+    /// The byte count of a transfer that a fault may make short.
+    pub count: Option<usize>,
 }
 
 impl Call {
@@ -66,7 +68,22 @@ impl Call {
             place: None,
             other: None,
             op: Op::Plain,
+            count: None,
         }
+    }
+
+    /// The transfer's byte count.
+    pub fn with_count(self, count: usize) -> Call {
+        Call {
+            count: Some(count),
+            ..self
+        }
+    }
+
+    /// Whether a short-transfer fault can be made of this call: at least
+    /// one byte must still move, so it takes two.
+    pub fn can_be_short(&self) -> bool {
+        self.count.is_some_and(|count| count >= 2)
     }
 
     pub fn fd(fd: c_int) -> Call {

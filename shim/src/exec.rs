@@ -35,8 +35,11 @@ use std::sync::atomic::{
 
 use crate::real::Real;
 
-/// Environment entries a copy may hold on the caller's stack (2 KB).
-const ON_STACK: usize = 256;
+/// Environment entries a copy may hold on the caller's stack (256 bytes):
+/// an exec from a signal handler on a small alternate stack must not need
+/// much more stack than natively. Larger environments are copied into a
+/// mapping, or in a vfork child into a static area.
+const ON_STACK: usize = 32;
 /// Entries a vfork child's copy may hold (32 KB, in [`VFORK_AREAS`]).
 const IN_VFORK_CHILD: usize = 4096;
 /// Entries a mapped copy may hold (512 KB of address space, touched only
@@ -154,16 +157,32 @@ fn holds_own_entry(envp: *const *const c_char) -> bool {
 
 /// Whether `entry` starts with the tree variable's name.
 fn is_tree_entry(entry: *const c_char) -> bool {
+    starts_with(entry, PREFIX)
+}
+
+/// Whether the C string `entry` starts with `prefix` (at most 16 bytes).
+fn starts_with(entry: *const c_char, prefix: &[u8]) -> bool {
     if !crate::peek::available() {
         // SAFETY: an environment entry, a C string; the test stops at the
         // first byte that differs, so never past a shorter string's NUL.
-        return PREFIX
+        return prefix
             .iter()
             .enumerate()
             .all(|(i, &b)| unsafe { *entry.add(i) } as u8 == b);
     }
-    let mut bytes = [0u8; PREFIX.len()];
-    crate::peek::copy(&mut bytes, 1, |_| (entry as usize, PREFIX.len())) == 1 && bytes == PREFIX
+    let mut bytes = [0u8; 16];
+    let Some(bytes) = bytes.get_mut(..prefix.len()) else {
+        return false;
+    };
+    let len = prefix.len();
+    crate::peek::copy(bytes, 1, |_| (entry as usize, len)) == 1 && bytes == prefix
+}
+
+/// Whether the environment `envp` preloads anything: one without
+/// `LD_PRELOAD` (`env -i`, Python's `env={}`) was built on purpose and
+/// starts no shim, so it passes unchanged, without a tree entry.
+fn preloads(envp: *const *const c_char) -> bool {
+    visit_entries(envp, |entry| starts_with(entry, b"LD_PRELOAD=")) == Some(true)
 }
 
 /// Before `system()`, `popen()` and `wordexp()`: a new ticket in the
@@ -264,6 +283,9 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
             return f(envp);
         }
     }
+    if !preloads(envp) {
+        return f(envp);
+    }
     with_copy(envp, owns_state, f)
 }
 
@@ -271,6 +293,9 @@ fn with_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char)
 /// be renewing [`OWN_ENTRY`] for a `system()` of theirs: always a copy.
 fn with_spawn_tree<R>(envp: *const *const c_char, f: impl FnOnce(*const *const c_char) -> R) -> R {
     if crate::intercept::config().is_none() || envp.is_null() {
+        return f(envp);
+    }
+    if !preloads(envp) {
         return f(envp);
     }
     with_copy(envp, crate::process::owns_state(), f)

@@ -157,7 +157,11 @@ macro_rules! define_exports {
                     crate::intercept::intercept(
                         Func::$name,
                         caller,
-                        || $call,
+                        || {
+                            let call: Call = $call;
+                            $(let call = call.with_count($count);)?
+                            call
+                        },
                         #[allow(unused_variables)]
                         |how: How| {
                             $(let $count = how.count($count);)?

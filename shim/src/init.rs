@@ -56,7 +56,14 @@ extern "C" fn init() {
         }
     };
     let command_line = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    crate::process::init(seed, config.tree.map(|t| t.lineage));
+    // A tree entry drawn with another seed than the one set was left by
+    // another run (a stale export, a shell started under the shim): this
+    // process is a root, as it would be without it.
+    let lineage = config
+        .tree
+        .filter(|tree| tree.seed == seed)
+        .map(|t| t.lineage);
+    crate::process::init(seed, lineage);
     crate::peek::learn_filter_at_load();
     crate::exec::install_own_entry();
     let _ = crate::record::COMMAND_LINE.set(command_line);
@@ -76,6 +83,19 @@ extern "C" fn init() {
     }
     crate::record::process_line();
     crate::intercept::activate(config);
+}
+
+/// The program is about to install a seccomp filter that does not spare
+/// the shim's own calls: its statistics are written while they can be.
+pub(crate) fn before_sandbox() {
+    write_stats();
+}
+
+/// The program installed such a filter: from now on the shim passes every
+/// call through and makes no system call of its own in this process.
+pub(crate) fn enter_sandbox() {
+    crate::intercept::deactivate();
+    crate::output::go_quiet();
 }
 
 /// Stops the program before its `main`, with one line saying why.

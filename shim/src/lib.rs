@@ -52,6 +52,7 @@ mod process;
 mod real;
 mod record;
 mod replay;
+mod sandbox;
 mod sites;
 pub mod stats;
 pub mod strategy;

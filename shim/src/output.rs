@@ -1,16 +1,18 @@
 //! The shim's one way out: lines formatted into fixed buffers and written
-//! with one raw `write(2)` each, to files opened at load. Everything here
-//! is async-signal-safe: no allocation, no locks, no stdio, and no call
-//! through the shim's own interposed names (the raw system call is used,
-//! so the shim never delays or counts itself).
+//! with raw system calls, never through the shim's own interposed names
+//! (so the shim never delays or counts itself). Everything here is
+//! async-signal-safe: no allocation, no locks, no stdio.
 //!
-//! The host may close the shim's descriptor and reuse its number for a
-//! file of its own (`closefrom`, a low `ulimit -n`, `dup2` onto it): each
-//! write first checks that the descriptor still refers to the device and
-//! inode the shim opened, and otherwise reopens the path for that write.
+//! The shim holds no descriptor of its own between lines: a file output is
+//! opened, appended to and closed for each line, and standard error is the
+//! host's descriptor 2, written only while it still is the file it was at
+//! load. A held descriptor would count against a low `ulimit -n`, and a
+//! private copy of standard error would keep a caller's pipe open in every
+//! forked child that sent its own output elsewhere. The cost is an open and
+//! a close per line, on calls that are being delayed anyway.
 
 use std::ffi::{c_int, CStr, CString};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 /// Flags of every file the shim writes: never through a symlink, never
@@ -19,9 +21,18 @@ const OPEN_FLAGS: c_int =
     libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
 const OPEN_MODE: libc::mode_t = 0o600;
 
-/// Descriptors below this are left to the host program, when its
-/// descriptor limit allows.
-const HIGH_FD: c_int = 700;
+/// Set when the program installs a seccomp filter of its own: from then on
+/// the shim makes no system call of its own, which the filter may punish.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Stops all of the shim's output in this process (and its children).
+pub(crate) fn go_quiet() {
+    QUIET.store(true, Relaxed);
+}
+
+pub(crate) fn is_quiet() -> bool {
+    QUIET.load(Relaxed)
+}
 
 pub(crate) fn raw_open(path: &CStr, flags: c_int, mode: libc::mode_t) -> c_int {
     // SAFETY: a NUL-terminated path; the raw system call bypasses the shim.
@@ -64,12 +75,80 @@ pub(crate) fn write_all(fd: c_int, bytes: &[u8]) {
     }
 }
 
+/// The kernel's signal set holding only SIGPIPE.
+const SIGPIPE_SET: u64 = 1 << (libc::SIGPIPE - 1);
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+fn pending_sigpipe() -> bool {
+    let mut pending = 0u64;
+    // SAFETY: the kernel writes one 8-byte signal set.
+    let ok = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut u64,
+            KERNEL_SIGSET_BYTES,
+        )
+    } == 0;
+    ok && pending & SIGPIPE_SET != 0
+}
+
+/// [`write_all`] to a pipe or socket whose reader may be gone: the shim's
+/// own line must never kill its host with SIGPIPE. SIGPIPE is blocked in
+/// this thread for the write, one that the write raised is taken back, and
+/// the mask is restored (the git and curl way).
+pub(crate) fn write_all_without_sigpipe(fd: c_int, bytes: &[u8]) {
+    let _errno = crate::errno::SavedErrno::save();
+    let mut old = 0u64;
+    // SAFETY: 8-byte kernel signal sets, ours and the old one.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &SIGPIPE_SET as *const u64,
+            &mut old as *mut u64,
+            KERNEL_SIGSET_BYTES,
+        )
+    } == 0;
+    if !blocked {
+        return;
+    }
+    let already_pending = pending_sigpipe();
+    write_all(fd, bytes);
+    if !already_pending && pending_sigpipe() {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: takes back the one pending SIGPIPE our write raised.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &SIGPIPE_SET as *const u64,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                &zero as *const libc::timespec,
+                KERNEL_SIGSET_BYTES,
+            )
+        };
+    }
+    // SAFETY: restores the mask read above.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_BYTES,
+        )
+    };
+}
+
 /// The device and inode `fd` refers to.
 fn identity(fd: c_int) -> Option<(u64, u64)> {
     let _errno = crate::errno::SavedErrno::save();
-    // SAFETY: stat is plain old data; fstat is not interposed.
+    // SAFETY: stat is plain old data; the raw fstat is not interposed.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut stat) } == 0).then_some((stat.st_dev, stat.st_ino))
+    (unsafe { libc::syscall(libc::SYS_fstat, fd, &mut stat as *mut libc::stat) } == 0)
+        .then_some((stat.st_dev, stat.st_ino))
 }
 
 /// One of the shim's output files, or standard error.
@@ -77,7 +156,7 @@ fn identity(fd: c_int) -> Option<(u64, u64)> {
 pub(crate) struct Output {
     /// The file's path, set at load; `None` means standard error.
     path: OnceLock<Option<CString>>,
-    fd: AtomicI32,
+    /// Standard error's device and inode at load.
     dev: AtomicU64,
     ino: AtomicU64,
 }
@@ -86,27 +165,22 @@ impl Output {
     pub(crate) const fn new() -> Output {
         Output {
             path: OnceLock::new(),
-            fd: AtomicI32::new(-1),
             dev: AtomicU64::new(0),
             ino: AtomicU64::new(0),
         }
     }
 
-    /// Opens the output at load, checking it can be written. `None` is
-    /// standard error.
+    /// Checks at load that the output can be written. `None` is standard
+    /// error.
     pub(crate) fn open(&self, path: Option<&std::path::Path>) -> Result<(), String> {
         let Some(path) = path else {
-            // Standard error as it is now, through a duplicate of our own:
-            // a host that closes 2 and opens a file there never gets our
-            // lines, and a reused duplicate is caught like any descriptor.
-            let _ = self.path.set(None);
-            let fd = move_high_copy(libc::STDERR_FILENO);
-            let Some((dev, ino)) = identity(fd) else {
-                return Ok(());
-            };
-            self.dev.store(dev, Relaxed);
-            self.ino.store(ino, Relaxed);
-            self.fd.store(fd, Relaxed);
+            // Standard error as it is now: a host that later points 2 at a
+            // file of its own never gets our lines there.
+            if let Some((dev, ino)) = identity(libc::STDERR_FILENO) {
+                self.dev.store(dev, Relaxed);
+                self.ino.store(ino, Relaxed);
+                let _ = self.path.set(None);
+            }
             return Ok(());
         };
         use std::os::unix::ffi::OsStrExt;
@@ -122,83 +196,47 @@ impl Output {
             };
             return Err(format!("cannot open {}: {why}", path.display()));
         }
-        // SAFETY: stat is plain old data; fstat is not interposed.
+        // SAFETY: stat is plain old data; the raw fstat is not interposed.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut stat) } != 0
-            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
-        {
-            raw_close(fd);
+        let regular = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut stat as *mut libc::stat) }
+            == 0
+            && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        raw_close(fd);
+        if !regular {
             return Err(format!(
                 "cannot use {}: not a regular file (the word stderr means standard error)",
                 path.display()
             ));
         }
-        let (dev, ino) = (stat.st_dev, stat.st_ino);
-        let fd = move_high(fd);
-        self.dev.store(dev, Relaxed);
-        self.ino.store(ino, Relaxed);
-        self.fd.store(fd, Relaxed);
         let _ = self.path.set(Some(cpath));
         Ok(())
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.fd.load(Relaxed) >= 0
+        self.path.get().is_some()
     }
 
     /// Appends one line. Async-signal-safe.
     pub(crate) fn write(&self, bytes: &[u8]) {
-        let fd = self.fd.load(Relaxed);
-        if fd < 0 {
+        if is_quiet() {
             return;
         }
-        let ours = (self.dev.load(Relaxed), self.ino.load(Relaxed));
-        if identity(fd) == Some(ours) {
-            write_all(fd, bytes);
-            return;
+        match self.path.get() {
+            None => {}
+            Some(None) => {
+                let ours = (self.dev.load(Relaxed), self.ino.load(Relaxed));
+                if identity(libc::STDERR_FILENO) == Some(ours) {
+                    write_all_without_sigpipe(libc::STDERR_FILENO, bytes);
+                }
+            }
+            Some(Some(path)) => {
+                let fd = raw_open(path, OPEN_FLAGS, OPEN_MODE);
+                if fd >= 0 {
+                    write_all(fd, bytes);
+                    raw_close(fd);
+                }
+            }
         }
-        let Some(Some(path)) = self.path.get() else {
-            // Our copy of standard error was closed or reused: say nothing.
-            return;
-        };
-        // The host closed or reused our descriptor: write through a new
-        // one, and close it again so the host's numbering stays its own.
-        let fresh = raw_open(path, OPEN_FLAGS, OPEN_MODE);
-        if fresh >= 0 {
-            write_all(fresh, bytes);
-            raw_close(fresh);
-        }
-    }
-}
-
-/// A high close-on-exec copy of `fd`, which stays open.
-/// -1 when it cannot be made.
-fn move_high_copy(fd: c_int) -> c_int {
-    // SAFETY: the raw fcntl on a descriptor we only duplicate.
-    unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, high_fd_floor()) as c_int }
-}
-
-fn high_fd_floor() -> c_int {
-    // SAFETY: rlimit is plain old data.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur.min(c_int::MAX as u64) as c_int
-    } else {
-        1024
-    };
-    HIGH_FD.min(soft - soft / 4).max(3)
-}
-
-/// Moves `fd` to a high number, out of the way of hosts that assume the
-/// lowest free ones. The number may still be reused: [`Output::write`]
-/// checks it.
-fn move_high(fd: c_int) -> c_int {
-    let high = move_high_copy(fd);
-    if high >= 0 {
-        raw_close(fd);
-        high
-    } else {
-        fd
     }
 }
 
@@ -345,7 +383,7 @@ pub(crate) fn stderr_line(message: &str) {
     let mut buf = [0u8; 1024];
     let mut line = Line::new(&mut buf);
     line.str(message);
-    write_all(libc::STDERR_FILENO, line.finish());
+    write_all_without_sigpipe(libc::STDERR_FILENO, line.finish());
 }
 
 #[cfg(test)]
@@ -387,27 +425,15 @@ mod tests {
     }
 
     #[test]
-    fn writes_follow_the_file_not_the_number() {
+    fn a_file_output_holds_no_descriptor_between_lines() {
         let dir = std::env::temp_dir().join(format!("output-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ours = dir.join("ours");
         let output = Output::new();
         output.open(Some(&ours)).unwrap();
         output.write(b"one\n");
-        // The host closes our number and opens its own file there.
-        let fd = output.fd.load(Relaxed);
-        raw_close(fd);
-        let host = dir.join("host");
-        let host_fd = raw_open(
-            &CString::new(host.to_str().unwrap()).unwrap(),
-            OPEN_FLAGS,
-            0o600,
-        );
-        // SAFETY: moves the host's file onto our old number.
-        unsafe { libc::syscall(libc::SYS_dup3, host_fd, fd, 0) };
         output.write(b"two\n");
         assert_eq!(std::fs::read(&ours).unwrap(), b"one\ntwo\n");
-        assert_eq!(std::fs::read(&host).unwrap(), b"");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&ours).unwrap().permissions().mode() & 0o777,

@@ -11,8 +11,10 @@
 // Unit tests compile the exported prctl out.
 #![cfg_attr(test, allow(dead_code, unused_imports))]
 
-use std::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
+use std::ffi::{c_int, c_long, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering::Relaxed};
+
+use crate::sandbox::Install;
 
 /// Set once a seccomp filter is known, or may be: filters are never
 /// removed. Learned at load from `/proc/self/status`, and from the
@@ -36,18 +38,6 @@ pub(crate) fn learn_filter_at_load() {
     if let Some(address) = crate::real::SYSCALL.get() {
         SYSCALL_ADDRESS.store(address, Relaxed);
     }
-}
-
-/// Whether a call of `syscall` or `prctl` with these arguments installs a
-/// filter, if it succeeds.
-fn installs_filter(number: c_long, first: c_long) -> bool {
-    let number = c_long::from(number as u32);
-    (number == libc::SYS_seccomp
-        && matches!(
-            first as c_uint,
-            libc::SECCOMP_SET_MODE_STRICT | libc::SECCOMP_SET_MODE_FILTER
-        ))
-        || (number == libc::SYS_prctl && first == c_long::from(libc::PR_SET_SECCOMP))
 }
 
 /// Whether [`copy`] may be called: no seccomp filter is installed.
@@ -76,13 +66,19 @@ pub unsafe extern "C" fn prctl(
     let Some(address) = crate::real::PRCTL.get() else {
         return crate::real::PRCTL.fail_missing();
     };
+    let install = Install::of(
+        libc::SYS_prctl,
+        c_long::from(option),
+        arg2 as c_long,
+        arg3 as c_long,
+    );
+    let spared = before_install(install);
     // SAFETY: prctl's definition, with the caller's arguments.
     let result = unsafe {
         std::mem::transmute::<*mut c_void, PrctlFn>(address)(option, arg2, arg3, arg4, arg5)
     };
-    // A filter binds the calling thread from its success on, not before.
-    if result == 0 && installs_filter(libc::SYS_prctl, c_long::from(option)) {
-        FILTERED.store(true, Relaxed);
+    if result == 0 {
+        after_install(install, spared);
     }
     result
 }
@@ -170,14 +166,57 @@ unsafe extern "C" fn watched_syscall(
         return crate::real::SYSCALL.fail_missing().into();
     };
     SYSCALL_ADDRESS.store(address, Relaxed);
+    let install = Install::of(number, a1, a2, a3);
+    let spared = before_install(install);
     // SAFETY: syscall's definition, with the caller's arguments.
     let result = unsafe {
         std::mem::transmute::<*mut c_void, SyscallFn>(address)(number, a1, a2, a3, a4, a5, a6)
     };
-    if result >= 0 && installs_filter(number, a1) {
-        FILTERED.store(true, Relaxed);
+    if result >= 0 {
+        after_install(install, spared);
     }
     result
+}
+
+/// Before a call that may install a seccomp filter: whether the filter
+/// spares the shim's own system calls, read through the kernel (a bad
+/// pointer must fail the call, not crash it); when it does not, the
+/// process's statistics are written now, while they still can be.
+fn before_install(install: Option<Install>) -> Option<bool> {
+    let install = install?;
+    if !available() {
+        return None;
+    }
+    let spared = install.spares_the_shim(&|address, local: &mut [u8]| {
+        let len = local.len();
+        copy(local, 1, |_| (address, len)) == 1
+    });
+    if spared == Some(false) {
+        crate::init::before_sandbox();
+    }
+    spared
+}
+
+/// After a filter was installed: it binds the calling thread from now on.
+/// One that does not spare the shim silences it in this process.
+fn after_install(install: Option<Install>, spared: Option<bool>) {
+    let Some(install) = install else {
+        return;
+    };
+    FILTERED.store(true, Relaxed);
+    let spared = spared.or_else(|| {
+        // The kernel accepted the program, so its memory is readable.
+        install.spares_the_shim(&|address, local: &mut [u8]| {
+            // SAFETY: the kernel has just read these bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(address as *const u8, local.as_mut_ptr(), local.len())
+            };
+            true
+        })
+    });
+    if spared != Some(true) {
+        crate::init::enter_sandbox();
+    }
 }
 
 /// Copies `count` elements of the caller's memory, element `i` being the

@@ -31,12 +31,16 @@ pub(crate) fn wanted() -> bool {
 }
 
 /// Writes this process's line to the record (at load and in fork children).
+/// Formatted in a workspace, not on the stack: a crash reporter forks
+/// from a handler on a small alternate stack.
 pub(crate) fn process_line() {
-    if !RECORD.is_open() {
-        return;
+    if RECORD.is_open() {
+        let _ = crate::pool::with_workspace(|space| write_process_line(&mut space.path));
     }
-    let mut buf = [0u8; 4096];
-    let mut line = Line::new(&mut buf);
+}
+
+fn write_process_line(buf: &mut [u8]) {
+    let mut line = Line::new(buf);
     // SAFETY: getpid and getppid cannot fail.
     let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
     line.str("process proc=")
