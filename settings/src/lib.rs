@@ -70,6 +70,9 @@ pub const SETTINGS: &[Setting] = &[
         "every, sparse, victims or sites",
         "how calls are chosen for a delay: every selected call (every), a few change points per thread (sparse), only victim threads (victims), or a random quarter of call sites (sites)",
     ),
+    // SQLite's critical sections last tens of microseconds, so a mean of a
+    // few hundred stretches them by an order of magnitude, enough to reorder
+    // competing processes, while the 8x8x100 driver still finishes in seconds.
     setting(
         "DELAYSHIM_MEAN_US",
         "mean",

@@ -230,6 +230,7 @@ impl Call {
             let _errno = crate::errno::SavedErrno::save();
             // SAFETY: the kernel checks the pointer; stat is plain old data.
             let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above: the kernel only writes the stat.
             let found = unsafe {
                 libc::fstatat(
                     place.dirfd,
@@ -265,6 +266,7 @@ fn is_file_mode(mode: libc::mode_t) -> bool {
 fn fd_is_file(fd: c_int) -> bool {
     // SAFETY: stat is plain old data; fstat is not interposed.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel only writes the stat.
     unsafe { libc::fstat(fd, &mut stat) == 0 && is_file_mode(stat.st_mode) }
 }
 
@@ -274,6 +276,7 @@ fn place_is_file(place: Place) -> bool {
     }
     // SAFETY: as above; a path that does not exist yet will be a file.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let found = unsafe {
         libc::fstatat(
             place.dirfd,
@@ -407,10 +410,12 @@ mod tests {
         let n = resolve_path(&Call::fd(file.as_raw_fd()), &mut buf).unwrap();
         assert!(buf[..n].ends_with(b"/status"));
         // A descriptor numbered 1000 and up has its path too.
+        // SAFETY: duplicates a descriptor the test owns.
         let high = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 1500) };
         assert!(high >= 1500);
         let n = resolve_path(&Call::fd(high), &mut buf).unwrap();
         assert!(buf[..n].ends_with(b"/status"));
+        // SAFETY: closes the duplicate made above.
         unsafe { libc::close(high) };
         let mut small = [0u8; 4];
         assert_eq!(

@@ -13,13 +13,6 @@ use crate::faults::FaultRule;
 use crate::locks::LockKind;
 use crate::table::{family_set, func_named, Family, FuncSet, ALL_FUNCS};
 
-/// Mean delay when `DELAYSHIM_MEAN_US` is not set, in microseconds.
-///
-/// SQLite's critical sections last tens of microseconds, so a mean of a
-/// few hundred stretches them by an order of magnitude, enough to reorder
-/// competing processes, while the 8x8x100 driver still finishes in seconds.
-pub const DEFAULT_MEAN_US: f64 = 200.0;
-
 /// The longest delay any setting may ask for: a minute.
 pub const MAX_DELAY_US: f64 = 60_000_000.0;
 
@@ -138,37 +131,258 @@ pub struct Config {
     pub tree: Option<Tree>,
 }
 
+/// The settings whose defaults are values the shim parses, in the
+/// settings table's words: the one place defaults are defined. (The others
+/// default to nothing: no paths, no faults, no files, a random seed.)
+const VALUE_DEFAULTS: &[&str] = &[
+    "DELAYSHIM_ENABLE",
+    "DELAYSHIM_STRATEGY",
+    "DELAYSHIM_MEAN_US",
+    "DELAYSHIM_DIST",
+    "DELAYSHIM_PROB",
+    "DELAYSHIM_FUNCS",
+    "DELAYSHIM_WHEN",
+    "DELAYSHIM_LOCKS",
+    "DELAYSHIM_CALLS",
+    "DELAYSHIM_FDS",
+    "DELAYSHIM_DEPTH",
+    "DELAYSHIM_HORIZON",
+    "DELAYSHIM_VICTIM_PROB",
+    "DELAYSHIM_SCALE_US",
+    "DELAYSHIM_SITE_PROB",
+    "DELAYSHIM_FIRE_PROB",
+    "DELAYSHIM_BUDGET",
+];
+
 impl Default for Config {
+    /// The settings table's defaults, parsed as the shim parses a setting.
     fn default() -> Self {
-        Config {
+        let mut config = Config {
             enabled: true,
             strategy: Strategy::Every,
-            mean_us: DEFAULT_MEAN_US,
+            mean_us: 0.0,
             dist: Dist::Exp,
+            // The table's "none": no cap but the largest delay accepted.
             max_us: MAX_DELAY_US,
-            prob: 1.0,
-            funcs: parse_funcs(default_of("DELAYSHIM_FUNCS")).expect("the default is valid"),
+            prob: 0.0,
+            funcs: 0,
             when: When::Before,
             locks: LockFilter::All,
             effects_only: true,
             fds: Fds::Files,
             paths: Vec::new(),
             seed: None,
-            depth: 3,
+            depth: 1,
             horizon: None,
-            victim_prob: 0.5,
-            scale_us: (10.0, 10_000.0),
-            site_prob: 0.25,
-            fire_prob: 0.25,
-            budget: default_of("DELAYSHIM_BUDGET").parse().expect("a number"),
+            victim_prob: 0.0,
+            scale_us: (0.0, 0.0),
+            site_prob: 0.0,
+            fire_prob: 0.0,
+            budget: 0.0,
             faults: Vec::new(),
             stats: None,
             log: None,
             record: None,
             replay: None,
             tree: None,
+        };
+        for var in VALUE_DEFAULTS {
+            apply(
+                &mut config,
+                (*var).into(),
+                default_of(var).into(),
+                Path::new("/"),
+                &mut None,
+            )
+            .expect("the settings table's defaults are valid values");
         }
+        config
     }
+}
+
+/// Sets one `DELAYSHIM_*` variable in `config`, checking its value.
+/// `locks_set` remembers which of the two lock-filter names was set.
+fn apply(
+    config: &mut Config,
+    name: String,
+    value: String,
+    cwd: &Path,
+    locks_set: &mut Option<String>,
+) -> Result<(), ConfigError> {
+    let Some(setting) = find(&name) else {
+        let known: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.option.is_some())
+            .map(|s| s.var)
+            .collect();
+        return Err(ConfigError {
+            name,
+            value,
+            expected: format!("no such variable; the shim reads {}", known.join(", ")),
+        });
+    };
+    let bad = || ConfigError {
+        name: name.clone(),
+        value: value.clone(),
+        expected: setting.expected.to_owned(),
+    };
+    let v = value.trim();
+    if apply_shape(config, &name, v, &bad)? {
+        return Ok(());
+    }
+    match name.as_str() {
+        "DELAYSHIM_FUNCS" => config.funcs = parse_funcs(v).ok_or_else(bad)?,
+        "DELAYSHIM_WHEN" => {
+            config.when = pick(
+                v,
+                &[
+                    ("before", When::Before),
+                    ("after", When::After),
+                    ("both", When::Both),
+                ],
+            )
+            .ok_or_else(bad)?
+        }
+        "DELAYSHIM_LOCKS" | "DELAYSHIM_FCNTL" => {
+            let filter = parse_lock_filter(&name, v).ok_or_else(bad)?;
+            if let Some(other) = locks_set.as_ref().filter(|_| config.locks != filter) {
+                return Err(ConfigError {
+                    name: name.clone(),
+                    value: value.clone(),
+                    expected: format!(
+                        "the same choice as {other} (DELAYSHIM_FCNTL is the old name of DELAYSHIM_LOCKS)"
+                    ),
+                });
+            }
+            *locks_set = Some(name.clone());
+            config.locks = filter;
+        }
+        "DELAYSHIM_CALLS" => {
+            config.effects_only = pick(v, &[("effects", true), ("all", false)]).ok_or_else(bad)?
+        }
+        "DELAYSHIM_FDS" => {
+            config.fds = pick(v, &[("files", Fds::Files), ("all", Fds::All)]).ok_or_else(bad)?
+        }
+        "DELAYSHIM_PATHS" => config.paths = parse_globs(v, cwd).ok_or_else(bad)?,
+        "DELAYSHIM_SEED" => config.seed = Some(parse_seed(v).ok_or_else(bad)?),
+        "DELAYSHIM_FAULTS" => {
+            config.faults = crate::faults::parse_rules(v).map_err(|why| ConfigError {
+                name: name.clone(),
+                value: value.clone(),
+                expected: why,
+            })?
+        }
+        "DELAYSHIM_STATS" => config.stats = Some(parse_sink(v, cwd).ok_or_else(bad)?),
+        "DELAYSHIM_LOG" => config.log = Some(parse_sink(v, cwd).ok_or_else(bad)?),
+        "DELAYSHIM_RECORD" => config.record = Some(parse_path(v, cwd).ok_or_else(bad)?),
+        "DELAYSHIM_REPLAY" => config.replay = Some(parse_path(v, cwd).ok_or_else(bad)?),
+        TREE_VAR => config.tree = Some(parse_tree(v).ok_or_else(bad)?),
+        _ => unreachable!("every setting has an arm"),
+    }
+    Ok(())
+}
+/// [`apply`] for the settings that shape delays and strategies: whether
+/// `name` was one of them.
+fn apply_shape(
+    config: &mut Config,
+    name: &str,
+    v: &str,
+    bad: &dyn Fn() -> ConfigError,
+) -> Result<bool, ConfigError> {
+    let probability = || parse_probability(v).ok_or_else(bad);
+    match name {
+        "DELAYSHIM_ENABLE" => {
+            config.enabled = match v {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad()),
+            }
+        }
+        "DELAYSHIM_STRATEGY" => {
+            config.strategy = pick(
+                v,
+                &[
+                    ("every", Strategy::Every),
+                    ("sparse", Strategy::Sparse),
+                    ("victims", Strategy::Victims),
+                    ("sites", Strategy::Sites),
+                ],
+            )
+            .ok_or_else(bad)?
+        }
+        "DELAYSHIM_MEAN_US" => config.mean_us = parse_micros(v).ok_or_else(bad)?,
+        "DELAYSHIM_MAX_US" => config.max_us = parse_micros(v).ok_or_else(bad)?,
+        "DELAYSHIM_DIST" => {
+            config.dist = pick(
+                v,
+                &[
+                    ("exp", Dist::Exp),
+                    ("uniform", Dist::Uniform),
+                    ("fixed", Dist::Fixed),
+                ],
+            )
+            .ok_or_else(bad)?
+        }
+        "DELAYSHIM_PROB" => config.prob = probability()?,
+        "DELAYSHIM_DEPTH" => {
+            config.depth = v
+                .parse()
+                .ok()
+                .filter(|d| (1..=64).contains(d))
+                .ok_or_else(bad)?
+        }
+        "DELAYSHIM_HORIZON" => {
+            config.horizon = match v {
+                "auto" => None,
+                n => Some(
+                    n.parse()
+                        .ok()
+                        .filter(|h| (1..=1_000_000_000).contains(h))
+                        .ok_or_else(bad)?,
+                ),
+            }
+        }
+        "DELAYSHIM_VICTIM_PROB" => config.victim_prob = probability()?,
+        "DELAYSHIM_SCALE_US" => {
+            let (min, max) = v.split_once('-').ok_or_else(bad)?;
+            let min = parse_micros(min.trim()).ok_or_else(bad)?;
+            let max = parse_micros(max.trim()).ok_or_else(bad)?;
+            if !(min > 0.0 && min <= max) {
+                return Err(bad());
+            }
+            config.scale_us = (min, max);
+        }
+        "DELAYSHIM_SITE_PROB" => config.site_prob = probability()?,
+        "DELAYSHIM_FIRE_PROB" => config.fire_prob = probability()?,
+        "DELAYSHIM_BUDGET" => {
+            config.budget = v
+                .parse::<f64>()
+                .ok()
+                .filter(|b| (0.01..=1.0).contains(b))
+                .ok_or_else(bad)?
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `DELAYSHIM_LOCKS`, or its old name `DELAYSHIM_FCNTL` with its words.
+fn parse_lock_filter(name: &str, value: &str) -> Option<LockFilter> {
+    Some(match (name, value) {
+        (_, "all") => LockFilter::All,
+        (_, "locks") => LockFilter::Locks,
+        ("DELAYSHIM_LOCKS", "acquire") | ("DELAYSHIM_FCNTL", "lock") => LockFilter::Acquire,
+        ("DELAYSHIM_LOCKS", "release") | ("DELAYSHIM_FCNTL", "unlock") => LockFilter::Release,
+        _ => return None,
+    })
+}
+
+/// The value named `word` among `choices`.
+fn pick<T: Copy>(word: &str, choices: &[(&str, T)]) -> Option<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == word)
+        .map(|&(_, value)| value)
 }
 
 fn default_of(var: &str) -> &'static str {
@@ -224,174 +438,7 @@ impl Config {
         let mut config = Config::default();
         let mut locks_set: Option<String> = None;
         for (name, value) in vars {
-            let Some(setting) = find(&name) else {
-                let known: Vec<&str> = SETTINGS
-                    .iter()
-                    .filter(|s| s.option.is_some())
-                    .map(|s| s.var)
-                    .collect();
-                return Err(ConfigError {
-                    name,
-                    value,
-                    expected: format!("no such variable; the shim reads {}", known.join(", ")),
-                });
-            };
-            let bad = || ConfigError {
-                name: name.clone(),
-                value: value.clone(),
-                expected: setting.expected.to_owned(),
-            };
-            let v = value.trim();
-            let probability = || parse_probability(v).ok_or_else(bad);
-            match name.as_str() {
-                "DELAYSHIM_ENABLE" => {
-                    config.enabled = match v {
-                        "1" => true,
-                        "0" => false,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_STRATEGY" => {
-                    config.strategy = match v {
-                        "every" => Strategy::Every,
-                        "sparse" => Strategy::Sparse,
-                        "victims" => Strategy::Victims,
-                        "sites" => Strategy::Sites,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_MEAN_US" => config.mean_us = parse_micros(v).ok_or_else(bad)?,
-                "DELAYSHIM_MAX_US" => config.max_us = parse_micros(v).ok_or_else(bad)?,
-                "DELAYSHIM_DIST" => {
-                    config.dist = match v {
-                        "exp" => Dist::Exp,
-                        "uniform" => Dist::Uniform,
-                        "fixed" => Dist::Fixed,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_PROB" => config.prob = probability()?,
-                "DELAYSHIM_FUNCS" => config.funcs = parse_funcs(v).ok_or_else(bad)?,
-                "DELAYSHIM_WHEN" => {
-                    config.when = match v {
-                        "before" => When::Before,
-                        "after" => When::After,
-                        "both" => When::Both,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_LOCKS" | "DELAYSHIM_FCNTL" => {
-                    let filter = match (name.as_str(), v) {
-                        (_, "all") => LockFilter::All,
-                        (_, "locks") => LockFilter::Locks,
-                        ("DELAYSHIM_LOCKS", "acquire") | ("DELAYSHIM_FCNTL", "lock") => {
-                            LockFilter::Acquire
-                        }
-                        ("DELAYSHIM_LOCKS", "release") | ("DELAYSHIM_FCNTL", "unlock") => {
-                            LockFilter::Release
-                        }
-                        _ => return Err(bad()),
-                    };
-                    if let Some(other) = &locks_set {
-                        if config.locks != filter {
-                            return Err(ConfigError {
-                                name: name.clone(),
-                                value: value.clone(),
-                                expected: format!(
-                                    "the same choice as {other} (DELAYSHIM_FCNTL is the old name of DELAYSHIM_LOCKS)"
-                                ),
-                            });
-                        }
-                    }
-                    locks_set = Some(name.clone());
-                    config.locks = filter;
-                }
-                "DELAYSHIM_CALLS" => {
-                    config.effects_only = match v {
-                        "effects" => true,
-                        "all" => false,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_FDS" => {
-                    config.fds = match v {
-                        "files" => Fds::Files,
-                        "all" => Fds::All,
-                        _ => return Err(bad()),
-                    }
-                }
-                "DELAYSHIM_PATHS" => {
-                    config.paths = v
-                        .split(',')
-                        .map(|glob| {
-                            let glob = glob.trim();
-                            if glob.is_empty() {
-                                return None;
-                            }
-                            // `*/x.db` means anywhere; `x.db` and `d/*` are
-                            // anchored at the working directory.
-                            let absolute = if glob.starts_with('/') || glob.starts_with('*') {
-                                glob.to_owned()
-                            } else {
-                                format!("{}/{glob}", cwd.display())
-                            };
-                            CString::new(absolute).ok()
-                        })
-                        .collect::<Option<_>>()
-                        .ok_or_else(bad)?
-                }
-                "DELAYSHIM_SEED" => config.seed = Some(parse_seed(v).ok_or_else(bad)?),
-                "DELAYSHIM_DEPTH" => {
-                    config.depth = v
-                        .parse()
-                        .ok()
-                        .filter(|d| (1..=64).contains(d))
-                        .ok_or_else(bad)?
-                }
-                "DELAYSHIM_HORIZON" => {
-                    config.horizon = match v {
-                        "auto" => None,
-                        n => Some(
-                            n.parse()
-                                .ok()
-                                .filter(|h| (1..=1_000_000_000).contains(h))
-                                .ok_or_else(bad)?,
-                        ),
-                    }
-                }
-                "DELAYSHIM_VICTIM_PROB" => config.victim_prob = probability()?,
-                "DELAYSHIM_SCALE_US" => {
-                    let (min, max) = v.split_once('-').ok_or_else(bad)?;
-                    let min = parse_micros(min.trim()).ok_or_else(bad)?;
-                    let max = parse_micros(max.trim()).ok_or_else(bad)?;
-                    if !(min > 0.0 && min <= max) {
-                        return Err(bad());
-                    }
-                    config.scale_us = (min, max);
-                }
-                "DELAYSHIM_SITE_PROB" => config.site_prob = probability()?,
-                "DELAYSHIM_FIRE_PROB" => config.fire_prob = probability()?,
-                "DELAYSHIM_BUDGET" => {
-                    config.budget = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|b| (0.01..=1.0).contains(b))
-                        .ok_or_else(bad)?
-                }
-                "DELAYSHIM_FAULTS" => {
-                    config.faults = crate::faults::parse_rules(v).map_err(|why| ConfigError {
-                        name: name.clone(),
-                        value: value.clone(),
-                        expected: why,
-                    })?
-                }
-                "DELAYSHIM_STATS" => config.stats = Some(parse_sink(v, cwd).ok_or_else(bad)?),
-                "DELAYSHIM_LOG" => config.log = Some(parse_sink(v, cwd).ok_or_else(bad)?),
-                "DELAYSHIM_RECORD" => config.record = Some(parse_path(v, cwd).ok_or_else(bad)?),
-                "DELAYSHIM_REPLAY" => config.replay = Some(parse_path(v, cwd).ok_or_else(bad)?),
-                TREE_VAR => config.tree = Some(parse_tree(v).ok_or_else(bad)?),
-                _ => unreachable!("every setting has an arm"),
-            }
+            apply(&mut config, name, value, cwd, &mut locks_set)?;
         }
         if config.record.is_some() && config.record == config.replay {
             return Err(ConfigError {
@@ -442,6 +489,26 @@ pub fn parse_seed(value: &str) -> Option<u64> {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => value.parse().ok(),
     }
+}
+
+/// Comma-separated globs: `*/x.db` means anywhere; `x.db` and `d/*` are
+/// anchored at the working directory.
+fn parse_globs(value: &str, cwd: &Path) -> Option<Vec<CString>> {
+    value
+        .split(',')
+        .map(|glob| {
+            let glob = glob.trim();
+            if glob.is_empty() {
+                return None;
+            }
+            let absolute = if glob.starts_with('/') || glob.starts_with('*') {
+                glob.to_owned()
+            } else {
+                format!("{}/{glob}", cwd.display())
+            };
+            CString::new(absolute).ok()
+        })
+        .collect()
 }
 
 fn parse_path(value: &str, cwd: &Path) -> Option<PathBuf> {
@@ -495,7 +562,18 @@ mod tests {
         let config = parse(&[]).unwrap();
         assert!(config.enabled);
         assert_eq!(config.strategy, Strategy::Every);
-        assert_eq!(config.mean_us, DEFAULT_MEAN_US);
+        // The settings table's defaults, parsed: defined there only.
+        assert_eq!(config.mean_us, 200.0);
+        assert_eq!((config.prob, config.depth, config.horizon), (1.0, 3, None));
+        assert_eq!(
+            (config.victim_prob, config.scale_us),
+            (0.5, (10.0, 10_000.0))
+        );
+        assert_eq!(
+            (config.site_prob, config.fire_prob, config.budget),
+            (0.25, 0.25, 0.9)
+        );
+        assert!(config.effects_only);
         assert_eq!((config.dist, config.when), (Dist::Exp, When::Before));
         assert_eq!((config.locks, config.fds), (LockFilter::All, Fds::Files));
         for func in [

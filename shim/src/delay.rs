@@ -160,6 +160,7 @@ fn abandoned(began: usize, here: usize) -> bool {
 fn alternate_stack() -> Option<(usize, usize)> {
     // SAFETY: stack_t is plain old data; the kernel only writes it.
     let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel only writes the stack_t.
     let ok = unsafe {
         libc::syscall(
             libc::SYS_sigaltstack,
@@ -176,6 +177,7 @@ fn alternate_stack() -> Option<(usize, usize)> {
 fn close_if_timerfd(fd: libc::c_int) {
     // SAFETY: itimerspec is plain old data; gettime only reads the timer.
     let mut current: libc::itimerspec = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel only writes the itimerspec.
     if unsafe { libc::timerfd_gettime(fd, &mut current) } == 0 {
         crate::output::raw_close(fd);
     }

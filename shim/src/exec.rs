@@ -892,6 +892,7 @@ mod tests {
                 .iter()
                 // SAFETY: entries the test made, NUL-terminated.
                 .map(|&e| {
+                    // SAFETY: as above.
                     unsafe { std::ffi::CStr::from_ptr(e) }
                         .to_str()
                         .unwrap()
@@ -931,7 +932,7 @@ mod tests {
         envp.push(std::ptr::null());
         // What follows the array's end is read in the last batch, not copied.
         envp.extend([owned[0].as_ptr(); 7]);
-        let kept = copied(&envp, ON_STACK).unwrap();
+        let kept = copied(&envp, 64).unwrap();
         assert_eq!(kept.len(), 42, "all but the tree entries, over six batches");
         assert_eq!(kept[0], "VAR0=value 0");
         assert_eq!(kept[39], "VAR39=value 39");
@@ -941,7 +942,7 @@ mod tests {
         assert_eq!(copied(&envp, 40), Err(Copied::TooMany));
         let mut bad_entry = envp.clone();
         bad_entry[20] = 8 as *const c_char;
-        assert_eq!(copied(&bad_entry, ON_STACK), Err(Copied::Unreadable));
+        assert_eq!(copied(&bad_entry, 64), Err(Copied::Unreadable));
         let mut entries = [std::ptr::null(); 4];
         assert_eq!(
             copy_checked(std::ptr::dangling::<*const c_char>(), &mut entries),

@@ -387,6 +387,7 @@ mod tests {
     #[test]
     fn slots_cover_every_function_without_the_count_bit() {
         for index in 0..FUNCS.len() {
+            // SAFETY: Func is a u8 enum with one variant per FUNCS entry.
             let (word, bit) = slot(unsafe { std::mem::transmute::<u8, Func>(index as u8) });
             assert!(word < WORDS && bit & COUNT_CALLS == 0);
         }

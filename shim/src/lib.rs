@@ -22,6 +22,9 @@
 //! ([`config`], `init`). The real call's result and `errno` reach the
 //! caller untouched unless a fault was asked for.
 
+// Every unsafe block says why it is sound (CI denies warnings).
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(not(all(
     target_os = "linux",
     target_env = "gnu",

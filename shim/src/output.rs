@@ -147,6 +147,7 @@ fn identity(fd: c_int) -> Option<(u64, u64)> {
     let _errno = crate::errno::SavedErrno::save();
     // SAFETY: stat is plain old data; the raw fstat is not interposed.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel only writes the stat.
     (unsafe { libc::syscall(libc::SYS_fstat, fd, &mut stat as *mut libc::stat) } == 0)
         .then_some((stat.st_dev, stat.st_ino))
 }
@@ -198,6 +199,7 @@ impl Output {
         }
         // SAFETY: stat is plain old data; the raw fstat is not interposed.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the kernel only writes the stat.
         let regular = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut stat as *mut libc::stat) }
             == 0
             && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
