@@ -116,7 +116,7 @@ fn random_seed() -> u64 {
 }
 
 /// Writes this process's statistics line, if asked for. Async-signal-safe.
-extern "C" fn write_stats() {
+pub(crate) extern "C" fn write_stats() {
     if !crate::process::owns_state() {
         return;
     }
@@ -130,7 +130,7 @@ extern "C" fn write_stats() {
 
 /// Ends the process through the real `_exit`, skipping the host's
 /// atexit handlers.
-fn exit_now(status: c_int) -> ! {
+pub(crate) fn exit_now(status: c_int) -> ! {
     type Exit = unsafe extern "C" fn(c_int) -> !;
     if let Some(real) = crate::real::EXIT.get() {
         // SAFETY: the real _exit.
@@ -139,36 +139,4 @@ fn exit_now(status: c_int) -> ! {
     // SAFETY: exit_group never returns.
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
     unreachable!("exit_group returned")
-}
-
-/// `_exit` and `_Exit` skip atexit handlers: programs such as Python's
-/// multiprocessing end their fork children with them, and signal handlers
-/// call them, so the statistics are written here first, without
-/// allocating (but not by a vfork child, which ends with `_exit` when its
-/// exec fails and shares its parent's counters).
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub extern "C" fn _exit(status: c_int) -> ! {
-    write_stats();
-    exit_now(status)
-}
-
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub extern "C" fn _Exit(status: c_int) -> ! {
-    write_stats();
-    exit_now(status)
-}
-
-/// `quick_exit` runs only `at_quick_exit` handlers, not `atexit` ones.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub extern "C" fn quick_exit(status: c_int) -> ! {
-    write_stats();
-    type QuickExit = unsafe extern "C" fn(c_int) -> !;
-    if let Some(real) = crate::real::QUICK_EXIT.get() {
-        // SAFETY: the real quick_exit.
-        unsafe { std::mem::transmute::<*mut std::ffi::c_void, QuickExit>(real)(status) }
-    }
-    exit_now(status)
 }

@@ -47,6 +47,7 @@ pub mod faults;
 mod guard;
 mod init;
 pub mod intercept;
+mod lifecycle;
 pub mod locks;
 mod output;
 mod peek;

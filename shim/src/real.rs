@@ -92,6 +92,9 @@ pub(crate) static POPEN: Real = Real::new(c"popen");
 pub(crate) static WORDEXP: Real = Real::new(c"wordexp");
 pub(crate) static PRCTL: Real = Real::new(c"prctl");
 pub(crate) static SYSCALL: Real = Real::new(c"syscall");
+/// The real `syscall`'s address for the exported trampoline, which jumps
+/// through it: null until resolved.
+pub(crate) static SYSCALL_ADDRESS: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 pub(crate) static POSIX_SPAWNP: Real = Real::new(c"posix_spawnp");
 
 /// Resolves every real function now, while the process is still
@@ -115,6 +118,9 @@ pub(crate) fn resolve_all() {
         &SYSCALL,
     ]) {
         let _ = real.get();
+    }
+    if let Some(address) = SYSCALL.get() {
+        SYSCALL_ADDRESS.store(address, Ordering::Relaxed);
     }
 }
 
