@@ -124,9 +124,6 @@ impl Call {
     }
 
     pub fn flock(self, operation: c_int) -> Call {
-        if crate::locks::flock_kind(operation) == LockKind::Acquire {
-            crate::locks::took_a_lock();
-        }
         Call {
             op: Op::Flock(operation),
             ..self
@@ -134,9 +131,6 @@ impl Call {
     }
 
     pub fn lockf(self, cmd: c_int) -> Call {
-        if crate::locks::lockf_kind(cmd) == LockKind::Acquire {
-            crate::locks::took_a_lock();
-        }
         Call {
             op: Op::Lockf(cmd),
             ..self

@@ -458,9 +458,6 @@ impl Config {
         if !self.enabled {
             return 0;
         }
-        if let Some(recorded) = crate::replay::funcs() {
-            return recorded;
-        }
         self.faults
             .iter()
             .fold(self.funcs, |set, rule| set | rule.funcs)

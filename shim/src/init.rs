@@ -69,11 +69,7 @@ extern "C" fn init() {
     let _ = crate::record::COMMAND_LINE.set(command_line);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
     unsafe {
-        libc::pthread_atfork(
-            Some(crate::process::before_fork),
-            None,
-            Some(crate::process::in_fork_child),
-        );
+        libc::pthread_atfork(Some(before_fork), None, Some(in_fork_child));
         if config.stats.is_some() {
             libc::atexit(write_stats);
         }
@@ -81,7 +77,7 @@ extern "C" fn init() {
     if config.stats.is_some() {
         crate::stats::write_start();
     }
-    crate::record::process_line();
+    crate::record::process_line(0);
     crate::intercept::activate(config);
 }
 
@@ -98,6 +94,23 @@ pub(crate) fn enter_sandbox() {
     crate::output::go_quiet();
 }
 
+/// `pthread_atfork` prepare handler: a ticket for the coming child.
+extern "C" fn before_fork() {
+    crate::process::take_fork_ticket();
+}
+
+/// `pthread_atfork` child handler: a new lineage, fresh thread numbering
+/// and streams, statistics and spawn state of its own, and its record
+/// line. Only atomics: the child of a multi-threaded parent may not take
+/// locks.
+extern "C" fn in_fork_child() {
+    crate::process::become_fork_child();
+    crate::exec::release_in_fork_child();
+    crate::exec::renew_own_entry();
+    crate::stats::reset_in_child();
+    crate::record::process_line(crate::intercept::intercepted_funcs());
+}
+
 /// Stops the program before its `main`, with one line saying why.
 fn refuse(message: &str) -> ! {
     crate::output::stderr_line(message);
@@ -111,7 +124,7 @@ fn random_seed() -> u64 {
     if n == 8 {
         seed
     } else {
-        crate::process::mix(crate::delay::now_nanos() ^ u64::from(std::process::id()) << 40)
+        crate::hash::mix(crate::delay::now_nanos() ^ u64::from(std::process::id()) << 40)
     }
 }
 

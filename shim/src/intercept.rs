@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 
 use crate::call::{resolve_path, Call};
 use crate::config::{Config, Fds};
+use crate::decision::Decision;
 use crate::delay::{sleep_interruptible, sleep_nanos};
 use crate::faults::Fault;
 use crate::guard::Guard;
-use crate::strategy::Decision;
 use crate::table::{Errors, Family, Func, FuncSet, FUNCS};
 
 /// Bit of each [`ACTIVE`] word that asks for calls to be counted.
@@ -36,7 +36,7 @@ const fn slot(func: Func) -> (usize, u64) {
 
 /// Installs the configuration and turns interception on.
 pub(crate) fn activate(config: Config) {
-    let intercepted: FuncSet = config.intercepted_funcs();
+    let intercepted: FuncSet = crate::replay::funcs().unwrap_or(config.intercepted_funcs());
     let count = if config.stats.is_some() {
         COUNT_CALLS
     } else {
@@ -55,6 +55,14 @@ pub(crate) fn deactivate() {
     for active in &ACTIVE {
         active.store(0, Relaxed);
     }
+}
+
+/// The functions that get delays or faults: a replay's recorded ones, or
+/// the configuration's.
+pub(crate) fn intercepted_funcs() -> FuncSet {
+    config().map_or(0, |c| {
+        crate::replay::funcs().unwrap_or(c.intercepted_funcs())
+    })
 }
 
 pub(crate) fn config() -> Option<&'static Config> {
@@ -199,6 +207,10 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
         ..describe()
     };
     if let Some(kind) = call.lock_kind() {
+        if kind == crate::locks::LockKind::Acquire {
+            // From now on a close may release a lock: a release point.
+            crate::locks::took_a_lock();
+        }
         if !config.locks.admits(kind) {
             return None;
         }
@@ -273,9 +285,9 @@ fn site_key(call: &Call) -> u64 {
     })
     .unwrap_or(0);
     let (cmd, lock) = call.command_names();
-    let command = crate::process::hash_bytes(cmd.unwrap_or("").as_bytes())
-        ^ crate::process::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
-    crate::process::combine(crate::process::combine(place, call.func as u64), command)
+    let command = crate::hash::hash_bytes(cmd.unwrap_or("").as_bytes())
+        ^ crate::hash::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
+    crate::hash::combine(crate::hash::combine(place, call.func as u64), command)
 }
 
 fn path_matches(call: &Call, globs: &[CString]) -> bool {

@@ -22,6 +22,21 @@
 //! ([`config`], `init`). The real call's result and `errno` reach the
 //! caller untouched unless a fault was asked for.
 
+//! The modules form layers, each importing only from those below it (a
+//! unit test, `modules_import_each_other_in_layers`, keeps it so):
+//!
+//! ```text
+//! exports, exec, lifecycle        every exported symbol
+//! init                            load, fork handlers, exit
+//! intercept                       the call pipeline, top to bottom
+//! record, process, strategy       output of decisions; per-process and
+//! replay, pool, sites, config     per-thread state; deciding; settings
+//! call, stats, real, delay,       describing a call (no side effects),
+//! decision, faults, locks, table  counting, real functions, sleeping
+//! output, peek, guard, sandbox,   leaves: raw system calls, errno,
+//! hash, errno, families           hashing, the function list
+//! ```
+//!
 // Every unsafe block says why it is sound (CI denies warnings).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -38,6 +53,7 @@ compile_error!(
 
 pub mod call;
 pub mod config;
+mod decision;
 pub mod delay;
 mod errno;
 mod exec;
@@ -45,6 +61,7 @@ mod exports;
 mod families;
 pub mod faults;
 mod guard;
+mod hash;
 mod init;
 pub mod intercept;
 mod lifecycle;
@@ -67,3 +84,81 @@ pub mod table;
 /// they do not see each other's changes.
 #[cfg(test)]
 pub(crate) static PROCESS_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(test)]
+mod layer_tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Each module's `crate::NAME` references in code (not comments, not
+    /// its unit tests).
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let sources: BTreeMap<String, String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+            .map(|path| {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .filter(|(name, _)| name != "lib")
+            .collect();
+        let names: BTreeSet<String> = sources.keys().cloned().collect();
+        sources
+            .iter()
+            .map(|(name, source)| {
+                let code = source.split("#[cfg(test)]\nmod tests").next().unwrap();
+                let used = code
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                    .flat_map(|line| line.split("crate::").skip(1))
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    })
+                    .filter(|used| used != name && names.contains(used))
+                    .collect();
+                (name.clone(), used)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn modules_import_each_other_in_layers() {
+        let graph = imports();
+        assert!(graph.len() > 20, "read the shim's modules: {graph:?}");
+        // Depth-first search for a back edge: a circle of imports.
+        fn visit(
+            module: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) {
+            if done.contains(module) {
+                return;
+            }
+            if let Some(at) = path.iter().position(|m| m == module) {
+                panic!("a circle of imports: {:?} -> {module}", &path[at..]);
+            }
+            path.push(module.to_owned());
+            for next in &graph[module] {
+                visit(next, graph, path, done);
+            }
+            path.pop();
+            done.insert(module.to_owned());
+        }
+        let mut done = BTreeSet::new();
+        for module in graph.keys() {
+            visit(module, &graph, &mut Vec::new(), &mut done);
+        }
+        // The leaves import nothing of the shim but errno.
+        for leaf in ["hash", "sandbox", "errno", "output", "peek", "guard"] {
+            assert!(
+                graph[leaf].iter().all(|m| m == "errno"),
+                "{leaf} imports {:?}",
+                graph[leaf]
+            );
+        }
+    }
+}

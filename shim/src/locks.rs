@@ -37,14 +37,10 @@ impl FcntlCall {
     /// there with EFAULT, not crash the shim.
     pub fn new(cmd: c_int, arg: c_ulong) -> FcntlCall {
         let locks = is_set_lock(cmd) || matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK);
-        let call = FcntlCall {
+        FcntlCall {
             cmd,
             lock_type: if locks { read_lock_type(arg) } else { None },
-        };
-        if call.kind() == LockKind::Acquire {
-            took_a_lock();
         }
-        call
     }
 
     pub fn kind(&self) -> LockKind {

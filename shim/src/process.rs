@@ -12,6 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
+use crate::hash::combine;
 use crate::strategy::ThreadState;
 
 static SEED: AtomicU64 = AtomicU64::new(0);
@@ -30,25 +31,6 @@ thread_local! {
     static THREAD: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
     /// Which child of its process the fork in progress on this thread makes.
     static FORK_TICKET: Cell<u64> = const { Cell::new(0) };
-}
-
-/// SplitMix64's finalizer: a bijective mix of 64 bits.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-pub(crate) fn combine(a: u64, b: u64) -> u64 {
-    mix(a ^ mix(b))
-}
-
-/// FNV-1a of some bytes: stable across processes and runs.
-pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Sets the tree's seed and this process's lineage: the one its parent
@@ -111,26 +93,23 @@ pub(crate) fn with_thread<R>(
         .flatten()
 }
 
-/// `pthread_atfork` prepare handler: takes a ticket for the coming child.
-pub(crate) extern "C" fn before_fork() {
+/// Takes a ticket for the child a fork in progress on this thread makes
+/// (the fork handlers in [`crate::init`] call these two).
+pub(crate) fn take_fork_ticket() {
     let ticket = NEXT_CHILD.fetch_add(1, Relaxed);
     let _ = FORK_TICKET.try_with(|cell| cell.set(ticket));
 }
 
-/// `pthread_atfork` child handler: a new lineage, fresh thread numbering
-/// and streams, and statistics of its own. Only atomics: the child of a
-/// multi-threaded parent may not take locks.
-pub(crate) extern "C" fn in_fork_child() {
+/// In a fork child: a new lineage from the ticket, fresh thread numbering
+/// and streams. Only atomics: the child of a multi-threaded parent may not
+/// take locks.
+pub(crate) fn become_fork_child() {
     OWNER_PID.store(current_pid(), Relaxed);
     let ticket = FORK_TICKET.try_with(Cell::get).unwrap_or(u64::MAX);
     LINEAGE.store(combine(LINEAGE.load(Relaxed), ticket), Relaxed);
     NEXT_CHILD.store(0, Relaxed);
     NEXT_THREAD.store(0, Relaxed);
     GENERATION.fetch_add(1, Relaxed);
-    crate::exec::release_in_fork_child();
-    crate::exec::renew_own_entry();
-    crate::stats::reset_in_child();
-    crate::record::process_line();
 }
 
 #[cfg(test)]
@@ -183,9 +162,9 @@ mod tests {
             .map(|_| {
                 // The parent's state, which a real fork leaves untouched.
                 let lineage = LINEAGE.load(Relaxed);
-                before_fork();
+                take_fork_ticket();
                 let next_child = NEXT_CHILD.load(Relaxed);
-                in_fork_child();
+                become_fork_child();
                 let child = draws();
                 LINEAGE.store(lineage, Relaxed);
                 NEXT_CHILD.store(next_child, Relaxed);

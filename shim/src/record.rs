@@ -17,9 +17,10 @@
 use std::sync::OnceLock;
 
 use crate::call::{resolve_other, resolve_path, Call};
+use crate::decision::Decision;
 use crate::faults::{errno_name, Fault};
 use crate::output::{Line, Output};
-use crate::strategy::Decision;
+use crate::table::FuncSet;
 
 pub(crate) static LOG: Output = Output::new();
 pub(crate) static RECORD: Output = Output::new();
@@ -33,13 +34,14 @@ pub(crate) fn wanted() -> bool {
 /// Writes this process's line to the record (at load and in fork children).
 /// Formatted in a workspace, not on the stack: a crash reporter forks
 /// from a handler on a small alternate stack.
-pub(crate) fn process_line() {
+pub(crate) fn process_line(intercepted: FuncSet) {
     if RECORD.is_open() {
-        let _ = crate::pool::with_workspace(|space| write_process_line(&mut space.path));
+        let _ =
+            crate::pool::with_workspace(|space| write_process_line(&mut space.path, intercepted));
     }
 }
 
-fn write_process_line(buf: &mut [u8]) {
+fn write_process_line(buf: &mut [u8], intercepted: FuncSet) {
     let mut line = Line::new(buf);
     // SAFETY: getpid and getppid cannot fail.
     let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
@@ -52,7 +54,6 @@ fn write_process_line(buf: &mut [u8]) {
         .str(" funcs=");
     // The functions that reached a decision: a replay must intercept the
     // same ones for call indices to line up.
-    let intercepted = crate::intercept::config().map_or(0, |c| c.intercepted_funcs());
     let mut first = true;
     for (index, info) in crate::table::FUNCS.iter().enumerate() {
         if intercepted & 1 << index != 0 {

@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
+use crate::decision::Decision;
 use crate::faults::Fault;
-use crate::strategy::Decision;
 
 /// (lineage, thread, index) and what to do.
 type Entry = ((u64, u64, u64), Decision);

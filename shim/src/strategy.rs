@@ -26,23 +26,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::call::Call;
 use crate::config::{Config, Strategy};
+use crate::decision::Decision;
 use crate::delay::{now_nanos, Dist, Sampler};
 use crate::faults::Fault;
-use crate::process::{combine, mix};
-
-/// What the shim does to one call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Decision {
-    pub before_nanos: u64,
-    pub after_nanos: u64,
-    pub fault: Option<Fault>,
-}
-
-impl Decision {
-    pub fn is_nothing(&self) -> bool {
-        *self == Decision::default()
-    }
-}
+use crate::hash::{combine, mix};
 
 /// Injected sleep a thread may take regardless of the budget: enough for a
 /// short program's few long delays.

@@ -1,0 +1,18 @@
+//! What the shim does to one call: the strategy's or a replay's answer,
+//! which the output layer records and the call path carries out.
+
+use crate::faults::Fault;
+
+/// What the shim does to one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub before_nanos: u64,
+    pub after_nanos: u64,
+    pub fault: Option<Fault>,
+}
+
+impl Decision {
+    pub fn is_nothing(&self) -> bool {
+        *self == Decision::default()
+    }
+}
