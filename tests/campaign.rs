@@ -88,7 +88,11 @@ fn a_short_driver_campaign_passes_and_reports_delays() {
     .unwrap();
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["runs"].as_array().unwrap().len(), 2);
-    assert!(out_dir.path().join("run-0/stats.jsonl").exists());
+    // --keep failures (the default): a passing run leaves its line in the
+    // summary and runs.jsonl, and no directory.
+    assert!(!out_dir.path().join("run-0").exists());
+    assert_eq!(summary["runs"][0]["dir"], serde_json::Value::Null);
+    assert_eq!(summary["runs"][0]["outcome"], "PASS");
 }
 
 #[test]
@@ -139,6 +143,7 @@ fn a_racy_program_fails_with_a_command_that_reproduces_it() {
         "--runs",
         "2",
         "--keep-going",
+        "--force",
         "--out",
         out_dir.path().to_str().unwrap(),
         "--",
@@ -426,6 +431,8 @@ fn log_keeps_each_runs_delays_in_its_own_directory() {
                 "--runs",
                 "2",
                 "--log",
+                "--keep",
+                "all",
                 "--mean",
                 "1",
                 "--out",
@@ -475,4 +482,342 @@ fn a_go_program_is_warned_about_and_shows_as_not_fuzzed() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains(" NO INJECTION "));
+}
+
+/// Spawns `delayshim fuzz ARGS` in its own process group, its output piped.
+fn spawn_fuzz(args: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    delayshim("fuzz")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` (killing its group and failing after `LIMIT`).
+fn finish(mut child: std::process::Child) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > LIMIT {
+            // SAFETY: kills the group of our own child.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            panic!("delayshim fuzz hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits until a process runs `command_line`.
+fn wait_for(command_line: &str) {
+    let start = std::time::Instant::now();
+    while processes_running(command_line) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{command_line} never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn summary_of(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json"))
+        .unwrap_or_else(|e| panic!("{}/summary.json: {e}", dir.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `delayshim report DIR` reads the directory (any status but 2).
+fn assert_report_reads(dir: &Path) {
+    let out = run(delayshim("report").arg(dir), LIMIT);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("# delayshim report"));
+}
+
+#[test]
+fn confirm_replays_never_run_beside_the_next_run_with_one_job() {
+    let out_dir = tempdir();
+    let busy = out_dir.path().join("busy");
+    let overlaps = out_dir.path().join("overlaps");
+    // Each run and replay holds a directory for 0.2 s; a second one at
+    // the same time cannot create it and says so.
+    let program = format!(
+        "mkdir {b} 2>/dev/null || echo overlap >> {o}; sleep 0.2; rmdir {b}; exit 1",
+        b = busy.display(),
+        o = overlaps.display()
+    );
+    let out = run_fuzz(&[
+        "--runs",
+        "3",
+        "--jobs",
+        "1",
+        "--keep-going",
+        "--confirm",
+        "2",
+        "--out",
+        out_dir.path().join("out").to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &program,
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        stdout.matches("fails 2 of 2 replays").count(),
+        3,
+        "every failure replayed: {stdout}"
+    );
+    assert!(
+        !overlaps.exists(),
+        "a replay ran beside a run: {}",
+        std::fs::read_to_string(&overlaps).unwrap_or_default()
+    );
+}
+
+#[test]
+fn replays_of_a_hang_leave_no_process_running() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--runs",
+        "1",
+        "--timeout",
+        "0.5",
+        "--confirm",
+        "2",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 72.25 & sleep 72.5",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(" HANG ") && stdout.contains("fails 2 of 2 replays"),
+        "{stdout}"
+    );
+    assert!(all_gone("sleep 72.25"), "the replays' daemons were killed");
+    assert!(all_gone("sleep 72.5"));
+}
+
+#[test]
+fn a_signal_at_any_moment_ends_the_campaign_with_its_status_and_a_summary() {
+    // The calibration run of auto, a run, the replays that confirm a
+    // failure: each moment is met by one of these, and each leaves no
+    // process of the run tree and a directory that report reads.
+    let program = "setsid sleep 73.25 & sleep 0.4; exit 1";
+    for (moment, signal, status) in [
+        ("calibration", libc::SIGINT, 130),
+        ("a run", libc::SIGTERM, 143),
+        ("the replays", libc::SIGINT, 130),
+    ] {
+        let out_dir = tempdir();
+        let child = spawn_fuzz(&[
+            "--runs",
+            "4",
+            "--keep-going",
+            "--confirm",
+            "20",
+            "--strategy",
+            "auto",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            program,
+        ]);
+        // Calibration is the first run of the program; the first run with
+        // delays writes run-0's directory; replays start when run-0 has
+        // its result.json.
+        match moment {
+            "calibration" => wait_for("sleep 73.25"),
+            "a run" => {
+                while !out_dir.path().join("run-0/run.json").exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                wait_for("sleep 73.25");
+            }
+            _ => {
+                // run-0 failed (0.4 s) and its 20 replays take 8 s.
+                std::thread::sleep(Duration::from_millis(2500));
+            }
+        }
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = finish(child);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{moment}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(all_gone("sleep 73.25"), "{moment}: the daemons were killed");
+        assert_eq!(summary_of(out_dir.path())["exit_code"], status, "{moment}");
+        assert_report_reads(out_dir.path());
+    }
+}
+
+/// A pipe whose reading end is closed: writes to it fail with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the reading end is ours to close; the writing end becomes
+    // the child's standard output.
+    unsafe {
+        libc::close(fds[0]);
+        std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+#[test]
+fn a_closed_output_pipe_ends_printing_not_the_command() {
+    let out_dir = tempdir();
+    let child = delayshim("fuzz")
+        .args([
+            "--strategy",
+            "every",
+            "--runs",
+            "2",
+            "--keep-going",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .args(["--", "false"])
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(summary_of(out_dir.path())["done"], 2);
+    let child = delayshim("report")
+        .arg(out_dir.path())
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn one_output_directory_holds_one_campaign() {
+    let root = tempdir();
+    let out = root.path().join("out");
+    let fuzz = |extra: &[&str], seed: &str| {
+        let mut args = vec!["--runs", "3", "--seed", seed, "--keep-going"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--", "false"]);
+        run_fuzz(&args)
+    };
+    assert_exit(&fuzz(&[], "5"), 1);
+    // Again into the same directory: refused, nothing touched.
+    let again = fuzz(&[], "6");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("not empty") && text(&again.stderr).contains("--resume"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(summary_of(&out)["seed"], 5);
+    // --resume of another campaign: refused, naming the difference.
+    let other = fuzz(&["--resume"], "6");
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        text(&other.stderr).contains("seed 5 (now 6)"),
+        "{}",
+        text(&other.stderr)
+    );
+    // --resume of the same one: nothing left to run, the same summary.
+    let resumed = fuzz(&["--resume"], "5");
+    assert_eq!(resumed.status.code(), Some(1), "{}", text(&resumed.stderr));
+    assert!(
+        text(&resumed.stdout).contains("resuming: 3 done before, 0 to go"),
+        "{}",
+        text(&resumed.stdout)
+    );
+    assert_eq!(summary_of(&out)["done"], 3);
+    // --force empties it.
+    assert_exit(&fuzz(&["--force"], "6"), 1);
+    assert_eq!(summary_of(&out)["seed"], 6);
+    // A running campaign holds the directory's lock.
+    let lock = std::fs::File::open(out.join(".lock")).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let locked = fuzz(&["--force"], "7");
+    assert_eq!(locked.status.code(), Some(2));
+    assert!(
+        text(&locked.stderr).contains("another campaign is writing there now"),
+        "{}",
+        text(&locked.stderr)
+    );
+    drop(lock);
+    // --out naming a file.
+    let file = root.path().join("afile");
+    std::fs::write(&file, "").unwrap();
+    let out = run_fuzz(&[
+        "--runs",
+        "1",
+        "--out",
+        file.to_str().unwrap(),
+        "--",
+        "false",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a file, not a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn max_time_stops_a_campaign_and_resume_finishes_it() {
+    let root = tempdir();
+    let out = root.path().join("out");
+    let fuzz = |extra: &[&str]| {
+        let mut args = vec!["--runs", "6", "--seed", "8", "--keep-going"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--", "sh", "-c"]);
+        args.push("sleep 0.5; exit 1");
+        run_fuzz(&args)
+    };
+    let first = fuzz(&["--max-time", "1.2s", "--confirm", "0"]);
+    let stdout = text(&first.stdout);
+    assert_eq!(first.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("stopped at --max-time 1.2 s"), "{stdout}");
+    let done_first: Vec<u64> = run_seeds(&stdout);
+    assert!(
+        (1..6).contains(&done_first.len()),
+        "some runs, not all: {stdout}"
+    );
+    let second = fuzz(&["--confirm", "0", "--resume"]);
+    let stdout = text(&second.stdout);
+    assert_eq!(second.status.code(), Some(1), "{stdout}");
+    let summary = summary_of(&out);
+    assert_eq!(summary["done"], 6, "{stdout}");
+    let seeds: BTreeSet<u64> = summary["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds.len(), 6, "each run once");
+    for seed in done_first {
+        assert!(seeds.contains(&seed));
+    }
 }

@@ -188,7 +188,8 @@ fn installed_with_the_readme_command_it_works_from_any_directory() {
     let out = run(
         command("fuzz")
             .args([
-                "--runs", "2", "--mean", "50", "--seed", "4", "--out", "campaign", "--",
+                "--runs", "2", "--mean", "50", "--seed", "4", "--keep", "all", "--out", "campaign",
+                "--",
             ])
             .arg(&driver)
             .args(["--keys", "10"]),

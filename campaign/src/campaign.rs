@@ -3,18 +3,32 @@
 //! reproduce each failure, and a summary (also as summary.json).
 
 use std::ffi::OsString;
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::descendants::Reaper;
-use crate::plan::Plan;
+use crate::output;
+use crate::plan::{Plan, RunPlan};
+use crate::records::{read_runs, CampaignFile, OutcomeKind, RunsFile, RESULT_JSON};
 use crate::report::{self, Summary, PREFIX};
-use crate::run::{run_once, RunResult, RunSpec, INTERRUPTED};
+use crate::run::{
+    install_interrupt_handlers, interrupted_status, run_once, Outcome, RunResult, RunSpec,
+    INTERRUPTED,
+};
+
+/// Which run directories a campaign keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Failing runs' only: a passing run leaves its line in runs.jsonl and
+    /// summary.json and nothing else.
+    Failures,
+    All,
+}
 
 /// Everything a campaign needs, checked already.
 #[derive(Debug)]
@@ -35,24 +49,103 @@ pub struct Campaign {
     /// Replays of each failing run's record.
     pub confirm: u32,
     pub out: PathBuf,
+    /// Continue the campaign already in `out` (same seed and settings).
+    pub resume: bool,
+    /// Empty `out` first.
+    pub force: bool,
+    pub keep: Keep,
+    /// No run starts after this long, and running ones are stopped.
+    pub max_time: Option<Duration>,
     /// Show one live progress line (on a terminal) instead of a line per
     /// passing run.
     pub progress: bool,
 }
 
+/// The lock file in an output directory: one campaign at a time.
+pub const LOCK: &str = ".lock";
+
+/// An output directory this campaign holds the lock of.
+#[derive(Debug)]
+struct OutputDir {
+    path: PathBuf,
+    /// Holds the flock until the campaign ends.
+    _lock: std::fs::File,
+    /// Whether it held anything but the lock file.
+    had_content: bool,
+}
+
+impl OutputDir {
+    /// Creates `out` if needed, takes its lock, and empties it for
+    /// `force`; refuses a directory with content unless `resume` or
+    /// `force`.
+    fn claim(out: &Path, resume: bool, force: bool) -> Result<OutputDir> {
+        if out.exists() && !out.is_dir() {
+            bail!(
+                "--out {}: a file, not a directory (give a new or empty directory)",
+                out.display()
+            );
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let path = std::fs::canonicalize(out)?;
+        let lock_path = path.join(LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we own; the lock goes with it.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "--out {}: another campaign is writing there now (it holds {}); give another --out",
+                out.display(),
+                lock_path.display()
+            );
+        }
+        let content: Vec<PathBuf> = std::fs::read_dir(&path)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|entry| entry.file_name() != Some(LOCK.as_ref()))
+            .collect();
+        if !content.is_empty() && force {
+            for entry in &content {
+                let removed = if entry.is_dir() && !entry.is_symlink() {
+                    std::fs::remove_dir_all(entry)
+                } else {
+                    std::fs::remove_file(entry)
+                };
+                removed.with_context(|| format!("--force: removing {}", entry.display()))?;
+            }
+        } else if !content.is_empty() && !resume {
+            bail!(
+                "--out {}: not empty (another campaign's output?): --resume continues the campaign \
+                 there (same seed and settings), --force empties it first, or give another --out",
+                out.display()
+            );
+        }
+        Ok(OutputDir {
+            path,
+            _lock: lock,
+            had_content: !content.is_empty() && !force,
+        })
+    }
+}
+
 /// Runs the campaign and returns its exit status.
 pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
-    let out = &campaign.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let out = std::fs::canonicalize(out)?;
+    install_interrupt_handlers();
+    let output = OutputDir::claim(&campaign.out, campaign.resume, campaign.force)?;
+    let out = output.path.clone();
     let mut env: Vec<(String, OsString)> = vec![("LD_PRELOAD".into(), campaign.ld_preload.clone())];
     env.extend(campaign.settings.iter().map(|(k, v)| (k.clone(), v.into())));
+    let start = Instant::now();
+    let deadline = campaign.max_time.map(|limit| start + limit);
     let spec = RunSpec {
         program: campaign.program.clone(),
         args: campaign.args.clone(),
         env: env.clone(),
         timeout: campaign.timeout,
         keep_log: campaign.keep_log,
+        deadline,
     };
     let command: Vec<OsString> = std::iter::once(campaign.program.clone())
         .chain(campaign.args.iter().cloned())
@@ -62,32 +155,79 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         env,
         command,
     };
-    let reaper = Reaper::new().context("becoming the subreaper of the runs")?;
+    let reaper = Reaper::shared().context("becoming the subreaper of the runs")?;
     let mut plan = campaign.plan.clone();
-    if plan.strategy.as_deref() == Some(crate::plan::AUTO) {
-        plan.calibrated_calls = calibrate(&spec, &out, &reaper)?;
-        match plan.calibrated_calls {
-            Some(calls) => println!(
-                "{PREFIX}: calibration run (no delays): at most {calls} intercepted calls in one process; sparse runs spread their change points over them"
-            ),
-            None => println!("{PREFIX}: calibration run (no delays) counted no calls"),
+    let mut identity = CampaignFile {
+        seed: plan.seed,
+        runs: plan.runs,
+        shard: plan.shard.to_string(),
+        strategy: plan.strategy.clone(),
+        settings: campaign.settings.iter().cloned().collect(),
+        command: report::shell_words(&context.command),
+        calibrated_calls: None,
+    };
+    let mut previous = Vec::new();
+    if output.had_content {
+        let before = CampaignFile::read(&out).map_err(|_| {
+            anyhow::anyhow!(
+                "--resume: {} holds no campaign to continue (no readable {}); --force empties it",
+                out.display(),
+                crate::records::CAMPAIGN_JSON
+            )
+        })?;
+        let differences = before.differences(&identity);
+        if !differences.is_empty() {
+            bail!(
+                "--resume: {} holds another campaign: {}; --force empties it, or give another --out",
+                out.display(),
+                differences.join(", ")
+            );
+        }
+        plan.calibrated_calls = before.calibrated_calls;
+        previous = read_runs(&out)?;
+        previous.retain(|r| r.outcome != OutcomeKind::Interrupted);
+    } else if plan.strategy.as_deref() == Some(crate::plan::AUTO) {
+        plan.calibrated_calls = calibrate(&spec, &out, reaper, campaign.keep)?;
+        if !INTERRUPTED.load(Ordering::Relaxed) {
+            output::print(&match plan.calibrated_calls {
+                Some(calls) => format!(
+                    "{PREFIX}: calibration run (no delays): at most {calls} intercepted calls in one process; sparse runs spread their change points over them\n"
+                ),
+                None => format!("{PREFIX}: calibration run (no delays) counted no calls\n"),
+            });
         }
     }
-    let runs = plan.run_plans();
+    identity.calibrated_calls = plan.calibrated_calls;
+    identity.write(&out)?;
+    let mut runs_file = RunsFile::open(&out)?;
+    let all_runs = plan.run_plans();
+    let planned = all_runs.len();
+    let runs: Vec<RunPlan> = all_runs
+        .into_iter()
+        .filter(|run| !previous.iter().any(|r| r.index == run.index))
+        .collect();
 
-    install_interrupt_handlers();
     let plan = &plan;
     let shard = if plan.shard == crate::plan::Shard::WHOLE {
         String::new()
     } else {
-        format!(", shard {} ({} of them here)", plan.shard, runs.len())
+        format!(", shard {} ({planned} of them here)", plan.shard)
     };
     let strategy = match &plan.strategy {
         Some(strategy) => format!("; strategy {strategy}"),
         None => String::new(),
     };
-    println!(
-        "{PREFIX}: {} runs of {}{shard}; seed {}{strategy}; {} job{}; timeout {} s; output in {}",
+    let resumed = if previous.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; resuming: {} done before, {} to go",
+            previous.len(),
+            runs.len()
+        )
+    };
+    output::print(&format!(
+        "{PREFIX}: {} runs of {}{shard}; seed {}{strategy}; {} job{}; timeout {} s; output in {}{resumed}\n",
         plan.runs,
         report::shell_words(&context.command),
         plan.seed,
@@ -95,31 +235,51 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         if campaign.jobs == 1 { "" } else { "s" },
         campaign.timeout.as_secs_f64(),
         out.display()
-    );
+    ));
 
-    let start = Instant::now();
-    let mut summary = Summary::new(plan.seed, plan.shard, runs.len());
+    let mut summary = Summary::new(plan.seed, plan.shard, planned);
     summary.command = report::shell_words(&context.command);
+    for record in previous {
+        summary.add_record(record);
+    }
     let width = plan.runs.saturating_sub(1).to_string().len();
     let stop = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
     let mut progress = Progress::new(campaign.progress);
+    let past_deadline = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     std::thread::scope(|scope| -> Result<()> {
-        let (sender, receiver) = mpsc::channel::<Result<RunResult>>();
+        let (sender, receiver) = mpsc::channel::<Result<(RunResult, Option<u32>)>>();
         for _ in 0..campaign.jobs.min(runs.len() as u64) {
             let sender = sender.clone();
-            let (spec, runs, next, stop, out, reaper) = (&spec, &runs, &next, &stop, &out, &reaper);
-            let keep_going = campaign.keep_going;
+            let (spec, runs, next, stop, out) = (&spec, &runs, &next, &stop, &out);
+            let (keep_going, confirm_tries) = (campaign.keep_going, campaign.confirm);
             scope.spawn(move || loop {
-                if stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed)
+                    || INTERRUPTED.load(Ordering::Relaxed)
+                    || past_deadline()
+                {
                     break;
                 }
                 let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
                 let dir = out.join(format!("run-{:0width$}", run.index));
-                let result = run_once(spec, run, &dir, reaper);
-                let failed = result.as_ref().map_or(true, |r| !r.outcome.is_pass());
+                let result = run_once(spec, run, &dir, reaper).and_then(|result| {
+                    // The replays that confirm a failure take this job's
+                    // place: with --jobs 1 nothing runs beside them.
+                    let again = if result.outcome.kind_enum().is_broken()
+                        && confirm_tries > 0
+                        && !INTERRUPTED.load(Ordering::Relaxed)
+                    {
+                        confirm(&result, confirm_tries)?
+                    } else {
+                        None
+                    };
+                    Ok((result, again))
+                });
+                let failed = result.as_ref().map_or(true, |(r, _)| {
+                    !r.outcome.is_pass() && r.outcome != Outcome::Interrupted
+                });
                 if failed && !keep_going {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -130,7 +290,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         }
         drop(sender);
         loop {
-            let result = match receiver.recv_timeout(Duration::from_millis(500)) {
+            let (result, again) = match receiver.recv_timeout(Duration::from_millis(500)) {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => {
                     stop.store(true, Ordering::Relaxed);
@@ -143,20 +303,11 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let failed =
-                !result.outcome.is_pass() && result.outcome != crate::run::Outcome::Interrupted;
+            let failed = !result.outcome.is_pass() && result.outcome != Outcome::Interrupted;
             let reproduce = failed.then(|| report::reproduce_command(&context, &result.plan));
             summary.add(&result, reproduce.as_deref());
             let mut lines = report::run_lines(&summary, &result, &context)?;
-            let broke = matches!(
-                result.outcome,
-                crate::run::Outcome::Fail(_)
-                    | crate::run::Outcome::Crash(_)
-                    | crate::run::Outcome::Hang
-            );
-            if broke && campaign.confirm > 0 && !INTERRUPTED.load(Ordering::Relaxed) {
-                progress.clear();
-                let again = confirm(&result, campaign.confirm, &reaper)?;
+            if let Some(again) = again {
                 lines.push_str(&format!(
                     "    reproduce: fails {again} of {} replays of its recorded delays (delayshim minimize {} explains it)\n",
                     campaign.confirm,
@@ -164,9 +315,20 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 ));
                 summary.confirmed(result.plan.index, again, campaign.confirm);
             }
+            let record = summary.last_mut().expect("the run just added");
+            if campaign.keep == Keep::Failures && !failed {
+                std::fs::remove_dir_all(&result.dir)
+                    .with_context(|| format!("removing {}", result.dir.display()))?;
+                record.dir = None;
+            } else {
+                let path = result.dir.join(RESULT_JSON);
+                std::fs::write(&path, serde_json::to_string_pretty(record)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            runs_file.append(record)?;
             progress.clear();
             if !campaign.progress || !result.outcome.is_pass() {
-                print!("{lines}");
+                output::print(&lines);
             }
             progress.show(&summary, start.elapsed());
         }
@@ -175,21 +337,30 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     })?;
     reaper.reap_orphans();
     summary.elapsed = start.elapsed();
-    let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed));
-    print!("{}", summary.text(!campaign.keep_going));
+    if summary.done < planned && past_deadline() && !INTERRUPTED.load(Ordering::Relaxed) {
+        let limit = campaign.max_time.unwrap_or_default().as_secs_f64();
+        summary.stopped = Some(format!(
+            "stopped at --max-time {limit} s (--resume continues the campaign)"
+        ));
+    } else if INTERRUPTED.load(Ordering::Relaxed) && summary.done < planned {
+        summary.stopped = Some("interrupted (--resume continues the campaign)".into());
+    }
+    let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status));
+    output::print(&summary.text(!campaign.keep_going));
     summary.write_json(&out.join(report::SUMMARY), code)?;
     Ok(code)
 }
 
 /// One run with delays off and statistics on: the most calls a process
 /// makes, to size sparse's horizon.
-fn calibrate(spec: &RunSpec, out: &std::path::Path, reaper: &Reaper) -> Result<Option<u64>> {
+fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<Option<u64>> {
     let mut calibration = RunSpec {
         program: spec.program.clone(),
         args: spec.args.clone(),
         env: spec.env.clone(),
         timeout: spec.timeout,
         keep_log: false,
+        deadline: spec.deadline,
     };
     calibration.env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
     calibration
@@ -214,23 +385,28 @@ fn calibrate(spec: &RunSpec, out: &std::path::Path, reaper: &Reaper) -> Result<O
                 })
         })
         .max();
-    Ok(busiest.filter(|&calls| calls > 0 && result.elapsed < spec.timeout))
+    if keep == Keep::Failures {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(busiest.filter(|&calls| {
+        calls > 0 && result.elapsed < spec.timeout && result.outcome != Outcome::Interrupted
+    }))
 }
 
-/// Replays a failing run's record `tries` times; how many failed again.
-fn confirm(result: &RunResult, tries: u32, reaper: &Reaper) -> Result<u32> {
+/// Replays a failing run's record `tries` times; how many failed again
+/// (`None` once interrupted: the replays did not finish).
+fn confirm(result: &RunResult, tries: u32) -> Result<Option<u32>> {
     let invocation = crate::replay::Invocation::read(&result.dir.join(crate::run::RUN_JSON))?;
     let record = result.dir.join(crate::run::RECORD);
     let mut failures = 0;
     for _ in 0..tries {
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            break;
-        }
-        if invocation.fails_beside(Some(&record), Some(reaper))? {
-            failures += 1;
+        match invocation.fails(Some(&record)) {
+            Ok(failed) => failures += u32::from(failed),
+            Err(_) if INTERRUPTED.load(Ordering::Relaxed) => return Ok(None),
+            Err(error) => return Err(error),
         }
     }
-    Ok(failures)
+    Ok(Some(failures))
 }
 
 /// The live line on a terminal: runs done, failures, time left.
@@ -259,21 +435,19 @@ impl Progress {
             let seconds = per_run * (summary.planned - summary.done) as f64;
             format!("about {} left", human_seconds(seconds))
         };
-        print!(
+        output::print(&format!(
             "\r\x1b[K{PREFIX}: {}/{} runs done, {} failed, {:.0} s elapsed, {left}",
             summary.done,
             summary.planned,
             summary.failures(),
             elapsed.as_secs_f64()
-        );
-        let _ = std::io::stdout().flush();
+        ));
         self.shown = true;
     }
 
     fn clear(&mut self) {
         if self.shown {
-            print!("\r\x1b[K");
-            let _ = std::io::stdout().flush();
+            output::print("\r\x1b[K");
             self.shown = false;
         }
     }
@@ -286,22 +460,6 @@ fn human_seconds(seconds: f64) -> String {
         format!("{:.0} min", seconds / 60.0)
     } else {
         format!("{:.1} h", seconds / 3600.0)
-    }
-}
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn install_interrupt_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            libc::signal(
-                signal,
-                on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
     }
 }
 

@@ -20,6 +20,14 @@ pub fn run_marker(index: u64) -> String {
     format!("{}.{index}", std::process::id())
 }
 
+/// A marker of its own for each replay of a recorded run, so that what a
+/// replay leaves running (a daemon of a HANG) is found and killed too.
+pub fn replay_marker() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.replay-{n}", std::process::id())
+}
+
 /// Spawns runs and reaps the orphans they leave. A child subreaper gets
 /// every orphaned descendant as its child, so it must wait for them, but
 /// never for a run's own process, which its thread waits for.
@@ -37,6 +45,18 @@ impl Reaper {
             return Err(io::Error::last_os_error());
         }
         Ok(Reaper::default())
+    }
+
+    /// The one reaper of this process. A second one would reap the first
+    /// one's run processes as orphans, so campaigns, confirm replays and
+    /// minimize's replays all share this one.
+    pub fn shared() -> io::Result<&'static Reaper> {
+        static SHARED: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
+        if let Some(reaper) = SHARED.get() {
+            return Ok(reaper);
+        }
+        let reaper = Reaper::new()?;
+        Ok(SHARED.get_or_init(|| reaper))
     }
 
     /// Spawns a run's process, registered before it can exit and become a
@@ -177,11 +197,8 @@ mod tests {
         assert_eq!(parse_stat(9, "garbage"), None);
     }
 
-    /// One reaper for the tests, as for a campaign: a second one would
-    /// reap the first one's run processes as orphans.
     fn reaper() -> &'static Reaper {
-        static REAPER: std::sync::OnceLock<Reaper> = std::sync::OnceLock::new();
-        REAPER.get_or_init(|| Reaper::new().expect("becoming a subreaper"))
+        Reaper::shared().expect("becoming a subreaper")
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`replay`]: a run again, its recorded delays replayed;
 //! - [`minimize`]: the fewest recorded delays that still fail, explained
 //!   with [`symbols`]' names for call sites;
+//! - [`records`]: the files a campaign writes, typed once for writer and
+//!   readers; [`output`]: standard output that may close early;
 //! - [`shim_file`]: where the command keeps the shim it carries.
 
 pub mod campaign;
@@ -21,9 +23,11 @@ pub mod descendants;
 pub mod inspect;
 pub mod merge;
 pub mod minimize;
+pub mod output;
 pub mod plan;
 pub mod portfolio;
 pub mod preload;
+pub mod records;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -7,12 +7,14 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::descendants::Reaper;
+use crate::descendants::{replay_marker, Reaper, RUN_MARKER_VAR};
 use crate::report::shell_word;
+use crate::run::INTERRUPTED;
 
 /// A run's program, environment and directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,21 +139,18 @@ impl Invocation {
 
     /// Runs the program once, replaying `replay` (no delays at all for
     /// `None`); true if it failed: a non-zero exit, a signal, or still
-    /// running at the timeout (its process group is then killed).
+    /// running at the timeout. Its process group, and whatever it left
+    /// running elsewhere (a `setsid` daemon), is killed when it ends. An
+    /// interrupt (SIGINT/SIGTERM) kills it too and is an error.
     pub fn fails(&self, replay: Option<&Path>) -> Result<bool> {
-        self.fails_beside(replay, None)
-    }
-
-    /// As [`Invocation::fails`], in a campaign whose `reaper` waits for
-    /// orphans: the replay's process is registered with it, so that no
-    /// other thread reaps it first.
-    pub fn fails_beside(&self, replay: Option<&Path>, reaper: Option<&Reaper>) -> Result<bool> {
+        let reaper = Reaper::shared().context("becoming the subreaper of the replays")?;
         let replay = replay.map(|p| p.as_os_str().to_owned());
         let enable_off = OsString::from("0");
         let mut changes = Invocation::replay_changes(replay.as_ref());
         if replay.is_none() {
             changes.push(("DELAYSHIM_ENABLE", Some(&enable_off)));
         }
+        let marker = replay_marker();
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -161,16 +160,15 @@ impl Invocation {
                 !k.starts_with(b"DELAYSHIM_") && k != b"LD_PRELOAD"
             }))
             .envs(self.env_with(&changes))
+            .env(RUN_MARKER_VAR, &marker)
             .current_dir(&self.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        let mut child = match reaper {
-            Some(reaper) => reaper.spawn(&mut command),
-            None => command.spawn(),
-        }
-        .with_context(|| format!("starting {}", self.program.to_string_lossy()))?;
+        let mut child = reaper
+            .spawn(&mut command)
+            .with_context(|| format!("starting {}", self.program.to_string_lossy()))?;
         let group = child.id() as libc::pid_t;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -178,17 +176,18 @@ impl Invocation {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
-            if start.elapsed() >= self.timeout {
+            if start.elapsed() >= self.timeout || INTERRUPTED.load(Ordering::Relaxed) {
+                reaper.kill_group(group);
                 break None;
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         };
-        // SAFETY: a negative pid signals that process group only.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = child.wait();
-        if let Some(reaper) = reaper {
-            reaper.release(&child);
+        reaper.release(&child);
+        reaper.kill_leftovers(group, &marker);
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            bail!("interrupted");
         }
         Ok(match status {
             Some(status) => status.code() != Some(0) || status.signal().is_some(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::plan::{RunPlan, Shard};
+use crate::records::{Confirmed, OutcomeKind, RunRecord};
 use crate::run::{Outcome, RunResult, STDERR, STDOUT};
 
 /// What every line of the campaign's own starts with.
@@ -149,26 +150,21 @@ pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Re
     Ok(text)
 }
 
-/// A campaign's totals as runs finish.
+/// A campaign's totals as runs finish: every run's record, and what the
+/// closing lines and summary.json say about them.
 #[derive(Debug)]
 pub struct Summary {
     seed: u64,
     shard: Shard,
     pub planned: usize,
     pub done: usize,
-    by_kind: BTreeMap<&'static str, usize>,
-    failing: Vec<(u64, &'static str)>,
-    delayed: BTreeMap<String, u64>,
-    delay_us: u64,
-    injected: u64,
-    /// Processes that runs left running, all killed.
-    left_running: usize,
-    /// Per strategy: runs, failing runs, seconds.
-    by_strategy: BTreeMap<String, (usize, usize, f64)>,
-    runs: Vec<serde_json::Value>,
+    runs: Vec<RunRecord>,
     pub elapsed: Duration,
     /// The program and its arguments, as a shell line, for `delayshim report`.
     pub command: String,
+    /// Why the campaign stopped before its last run, if it did (not a
+    /// failure with --keep-going off, which the text says itself).
+    pub stopped: Option<String>,
 }
 
 impl Summary {
@@ -178,86 +174,107 @@ impl Summary {
             shard,
             planned,
             done: 0,
-            by_kind: BTreeMap::new(),
-            failing: Vec::new(),
-            delayed: BTreeMap::new(),
-            delay_us: 0,
-            injected: 0,
-            left_running: 0,
-            by_strategy: BTreeMap::new(),
             runs: Vec::new(),
             elapsed: Duration::ZERO,
             command: String::new(),
+            stopped: None,
         }
     }
 
     /// Adds a finished run; `reproduce` is its reproduce command, for a
     /// failure.
     pub fn add(&mut self, result: &RunResult, reproduce: Option<&str>) {
+        self.add_record(RunRecord::of(result, reproduce));
+    }
+
+    /// Adds a run's record (also for the runs a resumed campaign made before).
+    pub fn add_record(&mut self, record: RunRecord) {
         self.done += 1;
-        let kind = result.outcome.kind();
-        *self.by_kind.entry(kind).or_default() += 1;
-        if !result.outcome.is_pass() && result.outcome != Outcome::Interrupted {
-            self.failing.push((result.plan.seed, kind));
-        }
-        for (name, n) in result.counts.field("delayed") {
-            *self.delayed.entry(name.clone()).or_default() += n;
-        }
-        self.delay_us += result.counts.total("delay_us");
-        self.injected += result.counts.injected();
-        self.left_running += result.left_running;
-        let strategy = result
-            .plan
-            .strategy
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let entry = self.by_strategy.entry(strategy).or_default();
-        entry.0 += 1;
-        entry.1 += usize::from(!result.outcome.is_pass() && result.outcome != Outcome::Interrupted);
-        entry.2 += result.elapsed.as_secs_f64();
-        self.runs.push(serde_json::json!({
-            "index": result.plan.index,
-            "seed": result.plan.seed,
-            "strategy": result.plan.strategy,
-            "settings": result.plan.settings.iter().cloned().collect::<BTreeMap<String, String>>(),
-            "outcome": kind,
-            "detail": result.outcome.detail(),
-            "seconds": result.elapsed.as_secs_f64(),
-            "delayed": result.counts.field("delayed"),
-            "injected": result.counts.injected(),
-            "left_running": result.left_running,
-            "reproduce": reproduce,
-            "dir": result.dir,
-        }));
+        self.runs.push(record);
+    }
+
+    /// The record of the run added last.
+    pub fn last(&self) -> Option<&RunRecord> {
+        self.runs.last()
+    }
+
+    pub fn last_mut(&mut self) -> Option<&mut RunRecord> {
+        self.runs.last_mut()
     }
 
     /// Records how often run `index`'s recorded delays failed again.
     pub fn confirmed(&mut self, index: u64, failures: u32, tries: u32) {
-        if let Some(run) = self.runs.iter_mut().rev().find(|run| run["index"] == index) {
-            run["confirmed"] = serde_json::json!({ "failures": failures, "replays": tries });
+        if let Some(run) = self.runs.iter_mut().rev().find(|run| run.index == index) {
+            run.confirmed = Some(Confirmed {
+                failures,
+                replays: tries,
+            });
         }
+    }
+
+    fn failing(&self) -> impl Iterator<Item = &RunRecord> {
+        self.runs.iter().filter(|r| r.outcome.is_failure())
     }
 
     /// Runs that failed, crashed, hung or were not fuzzed.
     pub fn failures(&self) -> usize {
-        self.failing.len()
+        self.failing().count()
     }
 
-    fn count(&self, kind: &str) -> usize {
-        self.by_kind.get(kind).copied().unwrap_or(0)
+    fn count(&self, kind: OutcomeKind) -> usize {
+        self.runs.iter().filter(|r| r.outcome == kind).count()
+    }
+
+    fn by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut by_kind = BTreeMap::new();
+        for run in &self.runs {
+            *by_kind.entry(run.outcome.name()).or_default() += 1;
+        }
+        by_kind
+    }
+
+    fn delayed(&self) -> BTreeMap<String, u64> {
+        let mut delayed = BTreeMap::new();
+        for run in &self.runs {
+            for (name, n) in &run.delayed {
+                *delayed.entry(name.clone()).or_default() += n;
+            }
+        }
+        delayed
+    }
+
+    fn injected(&self) -> u64 {
+        self.runs.iter().map(|r| r.injected).sum()
+    }
+
+    fn left_running(&self) -> usize {
+        self.runs.iter().map(|r| r.left_running).sum()
+    }
+
+    /// Per strategy: runs, failing runs, seconds.
+    fn by_strategy(&self) -> BTreeMap<String, (usize, usize, f64)> {
+        let mut by_strategy: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
+        for run in &self.runs {
+            let name = run.strategy.clone().unwrap_or_else(|| "default".into());
+            let entry = by_strategy.entry(name).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(run.outcome.is_failure());
+            entry.2 += run.seconds;
+        }
+        by_strategy
     }
 
     /// 1 if any run failed, crashed, hung or was not fuzzed; 3 if nothing
-    /// was injected in the whole campaign; 130 if interrupted.
-    pub fn exit_code(&self, interrupted: bool) -> u8 {
-        let broken = ["FAIL", "CRASH", "HANG"].iter().any(|k| self.count(k) > 0);
-        if interrupted {
-            EXIT_INTERRUPTED
+    /// was injected in the whole campaign; 128 + the signal if interrupted.
+    pub fn exit_code(&self, interrupted: Option<u8>) -> u8 {
+        let broken = self.runs.iter().any(|r| r.outcome.is_broken());
+        if let Some(status) = interrupted {
+            status
         } else if broken {
             EXIT_FAILED
-        } else if self.injected == 0 {
+        } else if self.injected() == 0 {
             EXIT_NOTHING_INJECTED
-        } else if self.count("NO INJECTION") > 0 {
+        } else if self.count(OutcomeKind::NoInjection) > 0 {
             EXIT_FAILED
         } else {
             EXIT_PASS
@@ -271,46 +288,50 @@ impl Summary {
             self.done,
             self.planned,
             self.elapsed.as_secs_f64(),
-            self.count("PASS")
+            self.count(OutcomeKind::Pass)
         );
-        for kind in ["FAIL", "CRASH", "HANG", "NO INJECTION", "INTERRUPTED"] {
+        for kind in OutcomeKind::ALL.into_iter().skip(1) {
             let n = self.count(kind);
             if n > 0 {
-                let _ = write!(text, ", {n} {kind}");
+                let _ = write!(text, ", {n} {}", kind.name());
             }
         }
         text.push('\n');
-        if self.done < self.planned && stops_at_failure && !self.failing.is_empty() {
+        let failing: Vec<&RunRecord> = self.failing().collect();
+        if let Some(why) = &self.stopped {
+            let _ = writeln!(text, "{PREFIX}: {why}");
+        } else if self.done < self.planned && stops_at_failure && !failing.is_empty() {
             let _ = writeln!(
                 text,
                 "{PREFIX}: stopped at the first failure (--keep-going runs them all)"
             );
         }
-        if !self.failing.is_empty() {
-            let seeds: Vec<String> = self
-                .failing
+        if !failing.is_empty() {
+            let seeds: Vec<String> = failing
                 .iter()
-                .map(|(seed, kind)| format!("{seed} ({kind})"))
+                .map(|r| format!("{} ({})", r.seed, r.outcome.name()))
                 .collect();
             let _ = writeln!(text, "failing seeds: {}", seeds.join(", "));
         }
-        let total: u64 = self.delayed.values().sum();
+        let delayed = self.delayed();
+        let total: u64 = delayed.values().sum();
+        let delay_us: u64 = self.runs.iter().map(|r| r.delay_us).sum();
         let _ = writeln!(
             text,
             "delays injected: {total} ({}), {:.1} s in all",
-            delay_counts(&self.delayed),
-            self.delay_us as f64 / 1e6
+            delay_counts(&delayed),
+            delay_us as f64 / 1e6
         );
-        if self.left_running > 0 {
+        let left_running = self.left_running();
+        if left_running > 0 {
             let _ = writeln!(
                 text,
-                "processes left running by runs: {}, all killed",
-                self.left_running
+                "processes left running by runs: {left_running}, all killed"
             );
         }
-        if self.by_strategy.len() > 1 || self.by_strategy.keys().any(|s| s != "default") {
-            let parts: Vec<String> = self
-                .by_strategy
+        let by_strategy = self.by_strategy();
+        if by_strategy.len() > 1 || by_strategy.keys().any(|s| s != "default") {
+            let parts: Vec<String> = by_strategy
                 .iter()
                 .map(|(name, (runs, failing, seconds))| {
                     format!("{name} {failing}/{runs} failing in {seconds:.1} s")
@@ -323,6 +344,8 @@ impl Summary {
 
     /// summary.json: the campaign and every run, for scripts and CI.
     pub fn write_json(&self, path: &Path, exit_code: u8) -> Result<()> {
+        let mut runs = self.runs.clone();
+        runs.sort_by_key(|r| r.index);
         let json = serde_json::json!({
             "seed": self.seed,
             "shard": self.shard.to_string(),
@@ -330,18 +353,22 @@ impl Summary {
             "planned": self.planned,
             "done": self.done,
             "exit_code": exit_code,
-            "by_outcome": self.by_kind,
-            "delayed": self.delayed,
-            "injected": self.injected,
-            "left_running": self.left_running,
+            "stopped": self.stopped,
+            "by_outcome": self.by_kind(),
+            "delayed": self.delayed(),
+            "injected": self.injected(),
+            "left_running": self.left_running(),
             "seconds": self.elapsed.as_secs_f64(),
-            "by_strategy": self.by_strategy.iter().map(|(name, (runs, failing, seconds))| {
+            "by_strategy": self.by_strategy().iter().map(|(name, (runs, failing, seconds))| {
                 (name.clone(), serde_json::json!({ "runs": runs, "failing": failing, "seconds": seconds }))
             }).collect::<serde_json::Map<String, serde_json::Value>>(),
-            "runs": self.runs,
+            "runs": runs,
         });
-        std::fs::write(path, format!("{json:#}\n"))
-            .with_context(|| format!("writing {}", path.display()))
+        // Written whole, then renamed: a reader never sees half of one.
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, format!("{json:#}\n"))
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -415,7 +442,7 @@ mod tests {
             for (outcome, delayed) in outcomes {
                 summary.add(&result(outcome, delayed), None);
             }
-            summary.exit_code(false)
+            summary.exit_code(None)
         };
         assert_eq!(code(vec![(Outcome::Pass, 3)]), EXIT_PASS);
         assert_eq!(

@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -18,6 +18,39 @@ use crate::stats::Counts;
 
 /// Set by SIGINT/SIGTERM: running groups are killed and no run starts.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`INTERRUPTED`], for the exit status (128 + it).
+static INTERRUPT_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    INTERRUPT_SIGNAL.store(signal, Ordering::Relaxed);
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Turns SIGINT and SIGTERM into [`INTERRUPTED`]: every loop that waits
+/// for a run or a replay then kills its process groups (which a terminal's
+/// Ctrl-C does not reach: each sits in its own) and returns, so the
+/// command can write what it has and exit with [`interrupted_status`].
+pub fn install_interrupt_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to atomics, which is
+        // async-signal-safe.
+        unsafe {
+            libc::signal(
+                signal,
+                on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
+/// 128 + the interrupting signal, as a shell reports a process it killed:
+/// 130 for SIGINT, 143 for SIGTERM.
+pub fn interrupted_status() -> u8 {
+    match INTERRUPT_SIGNAL.load(Ordering::Relaxed) {
+        libc::SIGTERM => 143,
+        _ => 130,
+    }
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +64,8 @@ pub enum Outcome {
     Hang,
     /// Exited 0, but the shim delayed nothing: not a fuzzed run.
     NoInjection(String),
+    /// Passed, but `fuzz --check`'s checker then failed: why.
+    CheckFailed(String),
     /// Stopped by the user's interrupt.
     Interrupted,
 }
@@ -42,21 +77,14 @@ impl Outcome {
 
     /// The kind, as the per-run line and the summary name it.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::Fail(_) => "FAIL",
-            Outcome::Crash(_) => "CRASH",
-            Outcome::Hang => "HANG",
-            Outcome::NoInjection(_) => "NO INJECTION",
-            Outcome::Interrupted => "INTERRUPTED",
-        }
+        self.kind_enum().name()
     }
 
     pub fn detail(&self) -> Option<String> {
         match self {
             Outcome::Fail(code) => Some(format!("exit status {code}")),
             Outcome::Crash(signal) => Some(format!("killed by {}", signal_name(*signal))),
-            Outcome::NoInjection(why) => Some(why.clone()),
+            Outcome::NoInjection(why) | Outcome::CheckFailed(why) => Some(why.clone()),
             _ => None,
         }
     }
@@ -104,6 +132,8 @@ pub struct RunSpec {
     pub env: Vec<(String, OsString)>,
     pub timeout: Duration,
     pub keep_log: bool,
+    /// `--max-time`: a run still going then is stopped (as interrupted).
+    pub deadline: Option<Instant>,
 }
 
 /// The result of one run.
@@ -177,7 +207,10 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         if let Some(status) = child.try_wait()? {
             break Ended::Exited(status);
         }
-        let interrupted = INTERRUPTED.load(Ordering::Relaxed);
+        let interrupted = INTERRUPTED.load(Ordering::Relaxed)
+            || spec
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline);
         if interrupted || start.elapsed() >= spec.timeout {
             reaper.kill_group(group);
             child.wait()?;

@@ -85,7 +85,7 @@ pub fn main(args: Args) -> u8 {
     };
     let selection = selection(args.funcs.as_deref());
     let (text, works) = describe(&found, &selection);
-    print!("{text}");
+    delayshim_campaign::output::print(&text);
     if works {
         0
     } else {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use delayshim_campaign::campaign::Keep;
 use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS};
 use delayshim_campaign::preload::{ld_preload, preflight};
 use delayshim_campaign::report::EXIT_USAGE;
@@ -43,10 +44,27 @@ pub struct Args {
     /// Go on after a failing run (default: stop starting runs at the first one).
     #[arg(long)]
     keep_going: bool,
-    /// Directory for each run's output, statistics and log (default:
-    /// fuzz-out/SEED). A run's old files there are replaced.
+    /// Directory for the campaign's summary and each kept run's output,
+    /// statistics and log (default: fuzz-out/SEED). One campaign at a time
+    /// (a lock file in it); one that is not empty is refused without
+    /// --resume or --force.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the campaign in --out (same seed, runs and settings): the
+    /// runs it finished are kept and not made again.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Empty --out first.
+    #[arg(long)]
+    force: bool,
+    /// Which run directories to keep: a passing run's is removed by
+    /// default (its line stays in runs.jsonl and summary.json).
+    #[arg(long, value_enum, default_value_t = KeepArg::Failures)]
+    keep: KeepArg,
+    /// Stop the campaign after this long (like 90, 90s, 30m, 2h): no run
+    /// starts after it and running ones are stopped; --resume continues.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_time: Option<Duration>,
     /// Run only share I of N of the campaign's runs (1 <= I <= N): N
     /// machines with the same --seed and --runs split it with no overlap.
     #[arg(long, value_name = "I/N", default_value = "1/1")]
@@ -63,6 +81,37 @@ pub struct Args {
     /// The program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeepArg {
+    Failures,
+    All,
+}
+
+/// `90`, `90s`, `30m`, `2h`, `1d`: seconds without a unit.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => s.split_at(at),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => f64::NAN,
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= MAX_TIMEOUT_SECONDS)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("expected a duration like 90, 90s, 30m or 2h (at most 30 days); got {s:?}")
+        })
 }
 
 /// Thirty days: longer is a mistake, and more than a Duration holds is a panic.
@@ -172,6 +221,13 @@ fn campaign(mut args: Args) -> Result<u8> {
         keep_log: args.log,
         confirm: args.confirm,
         out,
+        resume: args.resume,
+        force: args.force,
+        keep: match args.keep {
+            KeepArg::Failures => Keep::Failures,
+            KeepArg::All => Keep::All,
+        },
+        max_time: args.max_time,
         progress: std::io::stdout().is_terminal(),
     })
 }
@@ -212,6 +268,12 @@ mod tests {
         assert_eq!(fuzz.command, ["prog", "--flag"]);
         assert!(Fuzz::try_parse_from(["fuzz", "--timeout", "0"]).is_err());
         assert!(Fuzz::try_parse_from(["fuzz", "--shard", "3/2"]).is_err());
+        assert!(Fuzz::try_parse_from(["fuzz", "--resume", "--force"]).is_err());
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("0").is_err());
         assert!(
             Fuzz::try_parse_from(["fuzz", "--stats", "x"]).is_err(),
             "each run has its own"

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         }
         Command::ShimPath => match shim::path() {
             Ok(path) => {
-                println!("{}", path.display());
+                delayshim_campaign::output::print(&format!("{}\n", path.display()));
                 0
             }
             Err(error) => {

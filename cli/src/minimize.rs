@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use delayshim_campaign::minimize::{explanation, minimize, Options, Record};
+use delayshim_campaign::output;
 use delayshim_campaign::replay::Invocation;
 use delayshim_campaign::run::{RECORD, RUN_JSON};
 
@@ -96,7 +97,6 @@ fn explain(args: &Args) -> Result<u8> {
     let text = explanation(&record, &outcome, &command);
     let path = dir.join("explanation.md");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    print!("{text}");
-    println!("\n(written to {})", path.display());
+    output::print(&format!("{text}\n(written to {})\n", path.display()));
     Ok(0)
 }

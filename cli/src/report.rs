@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use delayshim_campaign::merge::merge;
+use delayshim_campaign::output;
 
 /// Merges campaigns' or shards' output directories into one summary.
 ///
@@ -25,9 +26,9 @@ pub fn main(args: Args) -> u8 {
     match merge(&args.dirs) {
         Ok(merged) => {
             if args.json {
-                println!("{:#}", merged.json());
+                output::print(&format!("{:#}\n", merged.json()));
             } else {
-                print!("{}", merged.markdown());
+                output::print(&merged.markdown());
             }
             merged.exit_code()
         }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use delayshim_campaign::output;
 use delayshim_campaign::StatsTable;
 
 /// Sums statistics lines into a table per function and family.
@@ -23,11 +24,11 @@ pub struct Args {
 pub fn main(args: Args) -> u8 {
     match StatsTable::read(&args.files) {
         Ok(table) if args.json => {
-            println!("{:#}", table.json());
+            output::print(&format!("{:#}\n", table.json()));
             0
         }
         Ok(table) => {
-            print!("{}", table.text());
+            output::print(&table.text());
             0
         }
         Err(error) => {
