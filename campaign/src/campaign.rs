@@ -239,6 +239,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
 
     let mut summary = Summary::new(plan.seed, plan.shard, planned);
     summary.command = report::shell_words(&context.command);
+    summary.settings = identity.settings.clone();
     for record in previous {
         summary.add_record(record);
     }

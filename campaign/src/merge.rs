@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::records::{read_runs, CampaignFile, OutcomeKind, RunRecord, CAMPAIGN_JSON};
 use crate::report::{EXIT_FAILED, EXIT_NOTHING_INJECTED, EXIT_PASS, SUMMARY};
 
-/// One run as a campaign's summary.json lists it.
+/// One run as a campaign's summary.json (or runs.jsonl) lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergedRun {
     pub campaign_seed: u64,
@@ -22,80 +24,130 @@ pub struct MergedRun {
     pub reproduce: Option<String>,
     pub injected: u64,
     pub dir: String,
+    /// The campaign directory it came from.
+    pub from: PathBuf,
+    /// Another directory has the same run (seed, settings, program) with
+    /// another outcome.
+    pub conflicting: bool,
 }
 
-/// The runs of every directory, each run once.
+/// What makes two runs the same run: the same seed, every setting and the
+/// same program. Two campaigns with one seed but other settings made other
+/// runs; the same run twice must give one outcome, or it is a conflict.
+type RunKey = (u64, BTreeMap<String, String>, String);
+
+/// The runs of every directory: each run once per outcome it had.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Merged {
     pub directories: Vec<PathBuf>,
     /// Campaign seed to its command and shards seen.
     pub campaigns: BTreeMap<u64, (String, Vec<String>)>,
     pub runs: Vec<MergedRun>,
-    /// Runs found in more than one directory, counted once.
+    /// Copies of a run with the same outcome, counted once.
     pub duplicates: usize,
+    /// Directories without summary.json (a campaign killed outright),
+    /// read from their runs.jsonl.
+    pub incomplete: Vec<PathBuf>,
+}
+
+/// The parts of summary.json that merging reads.
+#[derive(Debug, Deserialize)]
+struct SummaryFile {
+    seed: u64,
+    #[serde(default)]
+    shard: Option<String>,
+    #[serde(default)]
+    command: String,
+    /// Every run's campaign-wide settings (newer summaries).
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+    runs: Vec<RunRecord>,
+}
+
+/// A directory's summary, or what a killed campaign left: its
+/// campaign.json and runs.jsonl.
+fn read_summary(dir: &Path) -> Result<(SummaryFile, bool)> {
+    let path = dir.join(SUMMARY);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let summary = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a campaign summary", path.display()))?;
+            Ok((summary, true))
+        }
+        Err(_) if dir.join(CAMPAIGN_JSON).exists() => {
+            let campaign = CampaignFile::read(dir)?;
+            let summary = SummaryFile {
+                seed: campaign.seed,
+                shard: Some(campaign.shard),
+                command: campaign.command,
+                settings: campaign.settings,
+                runs: read_runs(dir)?,
+            };
+            Ok((summary, false))
+        }
+        Err(_) => bail!(
+            "{} is not a campaign's output directory: it has no readable {SUMMARY}",
+            dir.display()
+        ),
+    }
 }
 
 /// Reads `DIR/summary.json` of each directory.
 pub fn merge(dirs: &[impl AsRef<Path>]) -> Result<Merged> {
     let mut merged = Merged::default();
-    let mut seen = std::collections::BTreeSet::new();
+    // Each run's outcomes, in the order first seen, with their place in
+    // merged.runs.
+    let mut seen: BTreeMap<RunKey, Vec<(OutcomeKind, usize)>> = BTreeMap::new();
     for dir in dirs {
         let dir = dir.as_ref();
-        let path = dir.join(SUMMARY);
-        let text = std::fs::read_to_string(&path).map_err(|_| {
-            anyhow::anyhow!(
-                "{} is not a campaign's output directory: it has no readable {SUMMARY}",
-                dir.display()
-            )
-        })?;
-        let summary: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a campaign summary", path.display()))?;
-        let (Some(seed), Some(runs)) = (summary["seed"].as_u64(), summary["runs"].as_array())
-        else {
-            bail!(
-                "{} is not a campaign summary: no seed or runs",
-                path.display()
-            );
-        };
-        let campaign = merged.campaigns.entry(seed).or_insert_with(|| {
-            (
-                summary["command"].as_str().unwrap_or("").to_owned(),
-                Vec::new(),
-            )
-        });
+        let (summary, complete) = read_summary(dir)?;
+        if !complete {
+            merged.incomplete.push(dir.to_owned());
+        }
+        let campaign = merged
+            .campaigns
+            .entry(summary.seed)
+            .or_insert_with(|| (summary.command.clone(), Vec::new()));
         campaign
             .1
-            .push(summary["shard"].as_str().unwrap_or("1/1").to_owned());
-        for run in runs {
-            let (Some(index), Some(run_seed)) = (run["index"].as_u64(), run["seed"].as_u64())
-            else {
-                bail!("{}: a run without index or seed", path.display());
-            };
-            if !seen.insert((seed, index)) {
+            .push(summary.shard.clone().unwrap_or_else(|| "1/1".into()));
+        for run in summary.runs {
+            let mut settings = summary.settings.clone();
+            settings.extend(run.settings.clone());
+            let key = (run.seed, settings, summary.command.clone());
+            let outcomes = seen.entry(key).or_default();
+            if outcomes.iter().any(|(outcome, _)| *outcome == run.outcome) {
                 merged.duplicates += 1;
                 continue;
             }
-            let text = |field: &str| run[field].as_str().map(str::to_owned);
-            let injected = run["injected"].as_u64().unwrap_or_else(|| {
-                run["delayed"]
-                    .as_object()
-                    .map_or(0, |d| d.values().filter_map(Value::as_u64).sum())
-            });
+            let conflicting = !outcomes.is_empty();
+            for (_, at) in outcomes.iter() {
+                merged.runs[*at].conflicting = true;
+            }
+            outcomes.push((run.outcome, merged.runs.len()));
             merged.runs.push(MergedRun {
-                campaign_seed: seed,
-                index,
-                seed: run_seed,
-                strategy: text("strategy").unwrap_or_else(|| "default".into()),
-                outcome: text("outcome").unwrap_or_else(|| "?".into()),
-                detail: text("detail"),
-                reproduce: text("reproduce"),
-                injected,
-                dir: text("dir").unwrap_or_default(),
+                campaign_seed: summary.seed,
+                index: run.index,
+                seed: run.seed,
+                strategy: run.strategy.unwrap_or_else(|| "default".into()),
+                outcome: run.outcome.name().to_owned(),
+                detail: run.detail,
+                reproduce: run.reproduce,
+                injected: if run.injected > 0 {
+                    run.injected
+                } else {
+                    run.delayed.values().sum()
+                },
+                dir: run.dir.map(|d| d.display().to_string()).unwrap_or_default(),
+                from: dir.to_owned(),
+                conflicting,
             });
         }
         merged.directories.push(dir.to_owned());
     }
-    merged.runs.sort_by_key(|r| (r.campaign_seed, r.index));
+    merged.runs.sort_by(|a, b| {
+        (a.campaign_seed, a.index, &a.from).cmp(&(b.campaign_seed, b.index, &b.from))
+    });
     Ok(merged)
 }
 
@@ -125,6 +177,32 @@ impl Merged {
 
     pub fn failing(&self) -> impl Iterator<Item = &MergedRun> {
         self.runs.iter().filter(|r| is_failure(&r.outcome))
+    }
+
+    /// Runs with more than one outcome, each copy.
+    pub fn conflicting(&self) -> impl Iterator<Item = &MergedRun> {
+        self.runs.iter().filter(|r| r.conflicting)
+    }
+
+    /// One line per run with conflicting outcomes: `seed S: FAIL in A, PASS in B`.
+    pub fn conflict_lines(&self) -> Vec<String> {
+        let mut by_seed: BTreeMap<(u64, u64), Vec<&MergedRun>> = BTreeMap::new();
+        for run in self.conflicting() {
+            by_seed
+                .entry((run.seed, run.campaign_seed))
+                .or_default()
+                .push(run);
+        }
+        by_seed
+            .into_iter()
+            .map(|((seed, _), runs)| {
+                let copies: Vec<String> = runs
+                    .iter()
+                    .map(|r| format!("{} in {}", r.outcome, r.from.display()))
+                    .collect();
+                format!("seed {seed}: {}", copies.join(", "))
+            })
+            .collect()
     }
 
     /// As a campaign's: 0 every run passed, 1 a run failed, crashed, hung
@@ -179,6 +257,30 @@ impl Merged {
                 100.0 * failing as f64 / runs.max(1) as f64
             );
         }
+        let conflicts = self.conflict_lines();
+        if !conflicts.is_empty() {
+            let _ = writeln!(
+                text,
+                "\n## Conflicting outcomes\n\n{} run{} (same seed, settings and program) had different outcomes in different directories; every outcome is counted above:\n",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" }
+            );
+            for line in &conflicts {
+                let _ = writeln!(text, "- {line}");
+            }
+        }
+        if !self.incomplete.is_empty() {
+            let dirs: Vec<String> = self
+                .incomplete
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            let _ = writeln!(
+                text,
+                "\nNo summary.json in {} (the campaign was killed): read from runs.jsonl.",
+                dirs.join(", ")
+            );
+        }
         text.push_str("\n## Failing seeds\n\n");
         let mut any = false;
         for run in self.failing() {
@@ -216,6 +318,7 @@ impl Merged {
                     "detail": r.detail,
                     "reproduce": r.reproduce,
                     "dir": r.dir,
+                    "conflicting": r.conflicting,
                 })
             })
             .collect();
@@ -234,6 +337,8 @@ impl Merged {
             "campaigns": campaigns,
             "runs": self.runs.len(),
             "duplicates": self.duplicates,
+            "conflicts": self.conflict_lines(),
+            "incomplete": self.incomplete,
             "by_outcome": self.by_outcome(),
             "strategies": strategies,
             "failing": failing,
@@ -286,6 +391,39 @@ mod tests {
             error.contains("is not a campaign's output directory"),
             "{error}"
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn one_run_with_two_outcomes_is_shown_twice_and_flagged() {
+        let root = std::env::temp_dir().join(format!("merge-conflict-{}", std::process::id()));
+        // Two campaigns of one seed: run 1 failed in one, passed in the other.
+        write_summary(&root.join("a"), "1/1", &[(0, 10, "PASS"), (1, 11, "FAIL")]);
+        write_summary(&root.join("b"), "1/1", &[(0, 10, "PASS"), (1, 11, "PASS")]);
+        for order in [["a", "b"], ["b", "a"]] {
+            let merged = merge(&[root.join(order[0]), root.join(order[1])]).unwrap();
+            assert_eq!(
+                merged.by_outcome()["FAIL"],
+                1,
+                "the failure is never dropped"
+            );
+            assert_eq!(merged.by_outcome()["PASS"], 2);
+            assert_eq!(merged.duplicates, 1, "run 0 passed in both");
+            assert_eq!(merged.exit_code(), EXIT_FAILED);
+            let lines = merged.conflict_lines();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].starts_with("seed 11: "), "{lines:?}");
+            assert!(lines[0].contains("FAIL in ") && lines[0].contains("PASS in "));
+            assert!(merged.markdown().contains("## Conflicting outcomes"));
+        }
+        // The same seed under other settings is another run: no conflict.
+        let summary = std::fs::read_to_string(root.join("b").join(SUMMARY)).unwrap();
+        let mut summary: Value = serde_json::from_str(&summary).unwrap();
+        summary["settings"] = json!({"DELAYSHIM_MEAN_US": "5"});
+        std::fs::write(root.join("b").join(SUMMARY), summary.to_string()).unwrap();
+        let merged = merge(&[root.join("a"), root.join("b")]).unwrap();
+        assert!(merged.conflict_lines().is_empty());
+        assert_eq!((merged.runs.len(), merged.duplicates), (4, 0));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

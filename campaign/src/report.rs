@@ -162,6 +162,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// The program and its arguments, as a shell line, for `delayshim report`.
     pub command: String,
+    /// The campaign-wide `DELAYSHIM_*` settings, so that `report` tells
+    /// runs of one seed under other settings apart.
+    pub settings: BTreeMap<String, String>,
     /// Why the campaign stopped before its last run, if it did (not a
     /// failure with --keep-going off, which the text says itself).
     pub stopped: Option<String>,
@@ -177,6 +180,7 @@ impl Summary {
             runs: Vec::new(),
             elapsed: Duration::ZERO,
             command: String::new(),
+            settings: BTreeMap::new(),
             stopped: None,
         }
     }
@@ -350,6 +354,7 @@ impl Summary {
             "seed": self.seed,
             "shard": self.shard.to_string(),
             "command": self.command,
+            "settings": self.settings,
             "planned": self.planned,
             "done": self.done,
             "exit_code": exit_code,

@@ -11,7 +11,9 @@ use delayshim_campaign::output;
 /// For the shards of one campaign (`delayshim fuzz --shard I/N`) or several
 /// campaigns: runs, results by kind, failing seeds with their reproduce
 /// lines, and figures per strategy, as Markdown (or JSON). A run found in
-/// two directories counts once.
+/// two directories counts once; one run (same seed, settings and
+/// program) with different outcomes in two directories is shown with each
+/// and flagged.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Campaign output directories (each holds a summary.json).
@@ -25,6 +27,13 @@ pub struct Args {
 pub fn main(args: Args) -> u8 {
     match merge(&args.dirs) {
         Ok(merged) => {
+            let conflicts = merged.conflict_lines().len();
+            if conflicts > 0 {
+                eprintln!(
+                    "delayshim report: warning: {conflicts} run{} had different outcomes in different directories; each outcome is shown and counted",
+                    if conflicts == 1 { "" } else { "s" }
+                );
+            }
             if args.json {
                 output::print(&format!("{:#}\n", merged.json()));
             } else {
