@@ -227,3 +227,94 @@ fn minimize_refuses_a_directory_that_is_not_a_run() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn minimize_refuses_a_passing_run() {
+    let out_dir = tempdir();
+    let out = run(
+        delayshim("fuzz")
+            .args(["--runs", "1", "--strategy", "every", "--mean", "1"])
+            .args(["--keep", "all", "--out"])
+            .arg(out_dir.path().join("out"))
+            .arg("--")
+            .arg(crate::util::PROBE)
+            .args(["paired"])
+            .arg(out_dir.path())
+            .args(["5", "1"]),
+        LIMIT,
+    );
+    assert_exit(&out, 0);
+    let out = run(
+        delayshim("minimize").arg(out_dir.path().join("out/run-0")),
+        LIMIT,
+    );
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("the run's outcome was PASS, not a failure"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!out_dir.path().join("out/run-0/explanation.md").exists());
+}
+
+#[test]
+fn minimize_says_when_its_set_fails_below_the_threshold_and_resumes_after_an_interrupt() {
+    // Fails (slowly) in the campaign and every replay but the minimal set's.
+    let out_dir = tempdir();
+    let program = format!(
+        "{} paired {} 5 1 && sleep 0.2; case \"$DELAYSHIM_REPLAY\" in *minimal.txt) exit 0;; esac; exit 1",
+        crate::util::PROBE,
+        out_dir.path().display()
+    );
+    let out = run(
+        delayshim("fuzz")
+            .args(["--runs", "1", "--strategy", "every", "--mean", "1"])
+            .args(["--confirm", "0", "--out"])
+            .arg(out_dir.path().join("out"))
+            .args(["--", "sh", "-c", &program]),
+        LIMIT,
+    );
+    assert_exit(&out, 1);
+    let run_dir = out_dir.path().join("out/run-0");
+    let minimize = || {
+        let mut command = delayshim("minimize");
+        command
+            .arg(&run_dir)
+            .args(["--tries", "4", "--rate-tries", "3", "--jobs", "2"]);
+        command
+    };
+    // Interrupted once a verdict is saved: 130, and a rerun starts from it.
+    let mut child = minimize()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let progress = run_dir.join("minimize/progress.jsonl");
+    while std::fs::metadata(&progress).map_or(true, |m| m.len() == 0) {
+        assert!(child.try_wait().unwrap().is_none(), "minimize ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let interrupted = child.wait_with_output().unwrap();
+    assert_eq!(
+        interrupted.status.code(),
+        Some(130),
+        "{}",
+        text(&interrupted.stderr)
+    );
+    assert!(text(&interrupted.stderr).contains("the same command again resumes"));
+    let out = run(&mut minimize(), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_exit(&out, 1);
+    assert!(stderr.contains("resuming from "), "{stderr}");
+    assert!(
+        stderr.contains("the minimal set failed 0 of 3 replays, below --threshold 0.5"),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("in only 0 of 3 replays, below the threshold of 50%"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -6,10 +6,13 @@
 //! least `threshold` of `tries` replays fail. Replays stop early once the
 //! verdict is certain either way.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::symbols::Symbolizer;
 
@@ -80,11 +83,12 @@ impl Record {
     }
 }
 
-/// Replays a candidate file and says whether the program failed.
-pub trait Replayer {
+/// Replays a candidate file and says whether the program failed; replays
+/// run on several threads at once.
+pub trait Replayer: Sync {
     /// Runs the program once with `DELAYSHIM_REPLAY=replay` (or with
     /// delays off when `replay` is `None`); true if it failed.
-    fn fails(&mut self, replay: Option<&Path>) -> Result<bool>;
+    fn fails(&self, replay: Option<&Path>) -> Result<bool>;
 }
 
 /// What minimizing found.
@@ -97,52 +101,156 @@ pub struct Outcome {
     /// Failures out of `rate_tries` with no delays, the whole record, the kept set.
     pub rates: [u32; 3],
     pub rate_tries: u32,
+    /// The share of replays a set must fail.
+    pub threshold: f64,
     /// The replay file holding the kept set.
     pub minimal: PathBuf,
 }
 
-/// Shrinks `record` to a small set of calls that still fails.
+impl Outcome {
+    /// Whether the kept set's measured rate reaches the threshold: below
+    /// it, the set is not an explanation to trust.
+    pub fn reliable(&self) -> bool {
+        f64::from(self.rates[2]) >= self.threshold * f64::from(self.rate_tries)
+    }
+}
+
+/// The verdicts reached so far, one JSON line each in
+/// `DIR/progress.jsonl`: a rerun after an interrupt skips them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Verdict {
+    tries: u32,
+    threshold: f64,
+    calls: Vec<usize>,
+    fails: bool,
+}
+
+/// Replays `replay` up to `tries` times, `jobs` at a time, stopping once
+/// `stop(failures, done)` holds; returns the failures and replays made.
+fn replay_batch(
+    replayer: &dyn Replayer,
+    replay: Option<&Path>,
+    tries: u32,
+    jobs: usize,
+    stop: &(dyn Fn(u32, u32) -> bool + Sync),
+) -> Result<(u32, u32)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let started = AtomicU32::new(0);
+    let done = AtomicU32::new(0);
+    let failures = AtomicU32::new(0);
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        // Decided by the replays finished, counting the
+                        // ones still running as passes: never more than
+                        // needed are started.
+                        let failed = failures.load(Ordering::SeqCst);
+                        let begun = started.load(Ordering::SeqCst);
+                        if begun >= tries || stop(failed, begun) {
+                            return Ok(());
+                        }
+                        if started
+                            .compare_exchange(begun, begun + 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        if replayer.fails(replay)? {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("a replay thread panicked")?;
+        }
+        Ok(())
+    })?;
+    Ok((failures.into_inner(), done.into_inner()))
+}
+
+/// Shrinks `record` to a small set of calls that still fails, replaying
+/// `jobs` at a time; the verdicts go to `dir/progress.jsonl` as they are
+/// reached, and a rerun over the same `dir` starts from them.
 pub fn minimize(
     record: &Record,
     dir: &Path,
-    replayer: &mut dyn Replayer,
+    replayer: &dyn Replayer,
     options: Options,
+    jobs: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let candidate = dir.join("candidate.txt");
+    let progress_path = dir.join("progress.jsonl");
+    let mut known: HashMap<Vec<usize>, bool> = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(&progress_path) {
+        for line in text.lines() {
+            if let Ok(verdict) = serde_json::from_str::<Verdict>(line) {
+                if verdict.tries == options.tries && verdict.threshold == options.threshold {
+                    known.insert(verdict.calls, verdict.fails);
+                }
+            }
+        }
+    }
+    let resumed = known.len();
+    let mut saved = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&progress_path)
+        .with_context(|| format!("opening {}", progress_path.display()))?;
     let needed = (f64::from(options.tries) * options.threshold)
         .ceil()
         .max(1.0) as u32;
+    let tries = options.tries;
     let mut replays = 0u64;
     // One batch of replays; a candidate smaller than the whole record must
     // pass two, so that a set which rarely fails is not kept by luck (with
     // the defaults, one failing a tenth of the time passes once in 400,000).
     let mut still_fails = |calls: &[usize], replays: &mut u64| -> Result<bool> {
+        if let Some(&fails) = known.get(calls) {
+            return Ok(fails);
+        }
         record.write_subset(calls, &candidate)?;
         let batches = if calls.len() < record.calls.len() {
             2
         } else {
             1
         };
+        let mut fails = true;
         for _ in 0..batches {
-            let mut failures = 0;
-            for done in 0..options.tries {
-                if failures >= needed || failures + (options.tries - done) < needed {
-                    break;
-                }
-                *replays += 1;
-                if replayer.fails(Some(&candidate))? {
-                    failures += 1;
-                }
-            }
+            let decided = |failures: u32, begun: u32| {
+                failures >= needed || failures + (tries - begun) < needed
+            };
+            let (failures, made) = replay_batch(replayer, Some(&candidate), tries, jobs, &decided)?;
+            *replays += u64::from(made);
             if failures < needed {
-                return Ok(false);
+                fails = false;
+                break;
             }
         }
-        Ok(true)
+        let verdict = Verdict {
+            tries,
+            threshold: options.threshold,
+            calls: calls.to_vec(),
+            fails,
+        };
+        writeln!(saved, "{}", serde_json::to_string(&verdict)?)
+            .with_context(|| format!("writing {}", progress_path.display()))?;
+        known.insert(calls.to_vec(), fails);
+        Ok(fails)
     };
     let all: Vec<usize> = (0..record.calls.len()).collect();
+    if resumed > 0 {
+        progress(&format!(
+            "resuming from {resumed} verdicts in {}",
+            progress_path.display()
+        ));
+    }
     progress(&format!(
         "checking that the whole record ({} delays) fails again",
         all.len()
@@ -176,12 +284,10 @@ pub fn minimize(
             ["no delays", "the whole record", "the minimal set"][slot],
             options.rate_tries
         ));
-        for _ in 0..options.rate_tries {
-            replays += 1;
-            if replayer.fails(replay)? {
-                rates[slot] += 1;
-            }
-        }
+        let (failures, made) =
+            replay_batch(replayer, replay, options.rate_tries, jobs, &|_, _| false)?;
+        rates[slot] = failures;
+        replays += u64::from(made);
     }
     let _ = std::fs::remove_file(&candidate);
     Ok(Outcome {
@@ -190,6 +296,7 @@ pub fn minimize(
         replays,
         rates,
         rate_tries: options.rate_tries,
+        threshold: options.threshold,
         minimal,
     })
 }
@@ -339,14 +446,24 @@ pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> 
     let mut symbols = Symbolizer::new();
     let mut text = String::from("# Why this run failed\n\n");
     let kept = match outcome.kept.len() {
-        1 => "this one still makes".to_owned(),
-        n => format!("these {n} still make"),
+        1 => "this one".to_owned(),
+        n => format!("these {n}"),
     };
-    let _ = writeln!(
-        text,
-        "Of the {} delays recorded, {kept} the program fail:\n",
-        outcome.recorded
-    );
+    let measured = format!("{} of {} replays", outcome.rates[2], outcome.rate_tries);
+    if outcome.reliable() {
+        let _ = writeln!(
+            text,
+            "Of the {} delays recorded, {kept} still make the program fail ({measured}):\n",
+            outcome.recorded
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "Of the {} delays recorded, {kept} made the program fail in only {measured}, below the threshold of {:.0}%: not an explanation to trust (more --tries or --rate-tries may find a better one):\n",
+            outcome.recorded,
+            100.0 * outcome.threshold
+        );
+    }
     for &index in &outcome.kept {
         let _ = writeln!(
             text,
@@ -398,12 +515,13 @@ mod tests {
 
     /// A program that fails (in every replay) when delays 3 and 7 are there.
     struct Fake {
-        replays: u64,
+        replays: std::sync::atomic::AtomicU64,
     }
 
     impl Replayer for Fake {
-        fn fails(&mut self, replay: Option<&Path>) -> Result<bool> {
-            self.replays += 1;
+        fn fails(&self, replay: Option<&Path>) -> Result<bool> {
+            self.replays
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(replay) = replay else {
                 return Ok(false);
             };
@@ -423,10 +541,22 @@ mod tests {
                 })
                 .collect(),
         };
-        let mut fake = Fake { replays: 0 };
-        let outcome = minimize(&record, &dir, &mut fake, Options::default(), &mut |_| {}).unwrap();
+        let fake = Fake {
+            replays: Default::default(),
+        };
+        let outcome = minimize(&record, &dir, &fake, Options::default(), 3, &mut |_| {}).unwrap();
         assert_eq!(outcome.kept, [3, 7]);
         assert_eq!(outcome.rates, [0, 20, 20]);
+        assert!(outcome.reliable());
+        // A rerun over the same directory (after an interrupt) replays only
+        // the three rates: every verdict is in progress.jsonl.
+        let before = fake.replays.load(std::sync::atomic::Ordering::Relaxed);
+        let again = minimize(&record, &dir, &fake, Options::default(), 3, &mut |_| {}).unwrap();
+        assert_eq!(again.kept, [3, 7]);
+        assert_eq!(
+            fake.replays.load(std::sync::atomic::Ordering::Relaxed) - before,
+            60
+        );
         let text = explanation(&record, &outcome, "replay it");
         assert!(
             text.contains("`fcntl64(F_SETLK, F_UNLCK)` on `/tmp/a b` in `prog arg`"),
@@ -437,6 +567,39 @@ mod tests {
             text.contains("| the minimal set (2 delays) | 20 of 20 |"),
             "{text}"
         );
+        let unreliable = Outcome {
+            rates: [0, 20, 9],
+            ..outcome
+        };
+        assert!(!unreliable.reliable(), "9 of 20 is below one half");
+        let text = explanation(&record, &unreliable, "replay it");
+        assert!(
+            text.contains("in only 9 of 20 replays, below the threshold of 50%"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Fails in every replay, each taking a while: parallel replays finish
+    /// sooner, and no more are started than the verdict needs.
+    struct Slow(std::sync::atomic::AtomicU32);
+
+    impl Replayer for Slow {
+        fn fails(&self, _: Option<&Path>) -> Result<bool> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn replays_run_jobs_at_a_time_and_stop_when_decided() {
+        let slow = Slow(Default::default());
+        let (failures, made) = replay_batch(&slow, None, 10, 4, &|f, _| f >= 5).unwrap();
+        assert!((5..=8).contains(&failures), "{failures}");
+        assert_eq!(made, failures);
+        assert_eq!(slow.0.load(std::sync::atomic::Ordering::SeqCst), made);
+        let (failures, made) = replay_batch(&slow, None, 7, 3, &|_, _| false).unwrap();
+        assert_eq!((failures, made), (7, 7));
     }
 }

@@ -197,7 +197,7 @@ impl Invocation {
 }
 
 impl crate::minimize::Replayer for Invocation {
-    fn fails(&mut self, replay: Option<&Path>) -> Result<bool> {
+    fn fails(&self, replay: Option<&Path>) -> Result<bool> {
         Invocation::fails(self, replay)
     }
 }
