@@ -821,3 +821,91 @@ fn max_time_stops_a_campaign_and_resume_finishes_it() {
         assert!(seeds.contains(&seed));
     }
 }
+
+#[test]
+fn fresh_dirs_setup_and_check_give_each_run_its_own_state_and_verdict() {
+    let root = tempdir();
+    // Each run counts itself in a file at a fixed (relative) path and in
+    // {dir}: with a directory of its own, every run finds the setup's 0.
+    let program = format!(
+        "{PROBE} paired {{dir}} 5 1 && n=$(cat counter) && echo $((n + 1)) > counter && test \"$DELAYSHIM_RUN_DIR\" = \"$PWD\" && test -f {{dir}}/counter"
+    );
+    let out = root.path().join("out");
+    let fuzz = |check: &str, out: &Path| {
+        run_fuzz(&[
+            "--runs",
+            "4",
+            "--jobs",
+            "2",
+            "--mean",
+            "1",
+            "--keep-going",
+            "--fresh-dir",
+            "--setup",
+            "echo 0 > counter",
+            "--check",
+            check,
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &program,
+        ])
+    };
+    let passing = fuzz(
+        "test \"$(cat counter)\" = 1 && test \"$DELAYSHIM_RUN_STATUS\" = 0",
+        &out,
+    );
+    let stdout = text(&passing.stdout);
+    assert_eq!(
+        passing.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&passing.stderr)
+    );
+    assert_eq!(stdout.matches(" PASS ").count(), 4, "{stdout}");
+    assert_eq!(
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("run-"))
+            .count(),
+        0,
+        "passing runs' directories (fresh ones included) are not kept"
+    );
+    // A checker that finds the invariant broken: its own kind of failure,
+    // the run's directory kept with what the program left and the checker said.
+    let failing_out = root.path().join("failing");
+    let failing = fuzz("echo counter is $(cat counter); exit 7", &failing_out);
+    let stdout = text(&failing.stdout);
+    assert_eq!(failing.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(" CHECK FAILED ") && stdout.contains("--check exited 7: counter is 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4 CHECK FAILED"), "{stdout}");
+    assert_eq!(summary_of(&failing_out)["by_outcome"]["CHECK FAILED"], 4);
+    let run0 = failing_out.join("run-0");
+    assert_eq!(
+        std::fs::read_to_string(run0.join("work/counter")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run0.join("check.out")).unwrap(),
+        "counter is 1\n"
+    );
+    // Its reproduce line makes a fresh directory too, and the program passes there.
+    let reproduce = std::fs::read_to_string(run0.join("reproduce.sh")).unwrap();
+    let again = run(clean_command("sh").arg(run0.join("reproduce.sh")), LIMIT);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{reproduce}{}",
+        text(&again.stderr)
+    );
+}

@@ -56,6 +56,12 @@ pub struct Campaign {
     pub keep: Keep,
     /// No run starts after this long, and running ones are stopped.
     pub max_time: Option<Duration>,
+    /// Each run in its own empty directory (`{dir}`, `DELAYSHIM_RUN_DIR`).
+    pub fresh_dir: bool,
+    /// A shell command that prepares each run's fresh directory.
+    pub setup: Option<OsString>,
+    /// An invariant checker run after each run.
+    pub check: Option<OsString>,
     /// Show one live progress line (on a terminal) instead of a line per
     /// passing run.
     pub progress: bool,
@@ -146,6 +152,9 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         timeout: campaign.timeout,
         keep_log: campaign.keep_log,
         deadline,
+        fresh_dir: campaign.fresh_dir,
+        setup: campaign.setup.clone(),
+        check: campaign.check.clone(),
     };
     let command: Vec<OsString> = std::iter::once(campaign.program.clone())
         .chain(campaign.args.iter().cloned())
@@ -154,6 +163,8 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         cwd: std::env::current_dir()?,
         env,
         command,
+        fresh_dir: campaign.fresh_dir,
+        setup: campaign.setup.clone(),
     };
     let reaper = Reaper::shared().context("becoming the subreaper of the runs")?;
     let mut plan = campaign.plan.clone();
@@ -268,8 +279,12 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 let result = run_once(spec, run, &dir, reaper).and_then(|result| {
                     // The replays that confirm a failure take this job's
                     // place: with --jobs 1 nothing runs beside them.
-                    let again = if result.outcome.kind_enum().is_broken()
-                        && confirm_tries > 0
+                    // A checker's verdict is not replayed: only the
+                    // program's own failures are.
+                    let again = if matches!(
+                        result.outcome,
+                        Outcome::Fail(_) | Outcome::Crash(_) | Outcome::Hang
+                    ) && confirm_tries > 0
                         && !INTERRUPTED.load(Ordering::Relaxed)
                     {
                         confirm(&result, confirm_tries)?
@@ -362,6 +377,9 @@ fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<
         timeout: spec.timeout,
         keep_log: false,
         deadline: spec.deadline,
+        fresh_dir: spec.fresh_dir,
+        setup: spec.setup.clone(),
+        check: None,
     };
     calibration.env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
     calibration

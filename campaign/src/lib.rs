@@ -4,6 +4,7 @@
 //! - [`plan`]: a campaign's runs, seeds, shards and per-run settings;
 //! - [`run`]: one run under the shim (process group, timeout, outcome),
 //!   with [`descendants`] killing whatever it leaves running;
+//! - [`fresh`]: `--fresh-dir`'s directory per run, `--setup` and `--check`;
 //! - [`campaign`]: many runs, `--jobs` at a time, with [`report`]'s lines
 //!   and summary;
 //! - [`inspect`]: what the shim can do beneath a program, from its ELF files;
@@ -20,6 +21,7 @@
 
 pub mod campaign;
 pub mod descendants;
+pub mod fresh;
 pub mod inspect;
 pub mod merge;
 pub mod minimize;

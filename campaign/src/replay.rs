@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::descendants::{replay_marker, Reaper, RUN_MARKER_VAR};
+use crate::fresh::{run_helper, substitute_dir, RUN_DIR_VAR};
 use crate::report::shell_word;
 use crate::run::INTERRUPTED;
 
@@ -26,6 +27,10 @@ pub struct Invocation {
     pub env: Vec<(String, OsString)>,
     pub cwd: PathBuf,
     pub timeout: Duration,
+    /// `--fresh-dir`: each replay in a new empty directory beside `cwd`
+    /// (`{dir}` in `args` and `DELAYSHIM_RUN_DIR`), prepared by `setup`.
+    pub fresh_dir: bool,
+    pub setup: Option<OsString>,
 }
 
 fn bytes(value: &OsString) -> serde_json::Value {
@@ -56,6 +61,8 @@ impl Invocation {
             "env": self.env.iter().map(|(k, v)| serde_json::json!([k, bytes(v)])).collect::<Vec<_>>(),
             "cwd": bytes(&self.cwd.clone().into_os_string()),
             "timeout_seconds": self.timeout.as_secs_f64(),
+            "fresh_dir": self.fresh_dir,
+            "setup": self.setup.as_ref().map(bytes),
             "shell": self.shell_line(&[]),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
@@ -86,6 +93,11 @@ impl Invocation {
                     .collect::<Option<_>>()?,
                 cwd: PathBuf::from(unhex(&json["cwd"])?),
                 timeout: Duration::try_from_secs_f64(json["timeout_seconds"].as_f64()?).ok()?,
+                fresh_dir: json["fresh_dir"].as_bool().unwrap_or(false),
+                setup: match &json["setup"] {
+                    serde_json::Value::Null => None,
+                    setup => Some(unhex(setup)?),
+                },
             })
         };
         match parse() {
@@ -151,9 +163,33 @@ impl Invocation {
             changes.push(("DELAYSHIM_ENABLE", Some(&enable_off)));
         }
         let marker = replay_marker();
+        let fresh = self
+            .fresh_dir
+            .then(|| self.cwd.with_file_name(format!("replay-{marker}")));
+        let _cleanup = fresh.as_ref().map(|dir| RemoveOnDrop(dir.clone()));
+        let (cwd, args) = match &fresh {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                (dir.clone(), substitute_dir(&self.args, dir))
+            }
+            None => (self.cwd.clone(), self.args.clone()),
+        };
+        if let (Some(setup), Some(dir)) = (&self.setup, &fresh) {
+            let out = dir.with_extension("setup.out");
+            let _remove = RemoveOnDrop(out.clone());
+            let env = [(RUN_DIR_VAR, dir.as_os_str())];
+            if let Some(why) = run_helper(setup, dir, &env, &out, self.timeout)? {
+                bail!("--setup failed before a replay: {why}");
+            }
+        }
+        let run_dir = cwd.clone().into_os_string();
+        if fresh.is_some() {
+            changes.push((RUN_DIR_VAR, Some(&run_dir)));
+        }
         let mut command = Command::new(&self.program);
         command
-            .args(&self.args)
+            .args(&args)
             .env_clear()
             .envs(std::env::vars_os().filter(|(k, _)| {
                 let k = k.as_bytes();
@@ -161,7 +197,7 @@ impl Invocation {
             }))
             .envs(self.env_with(&changes))
             .env(RUN_MARKER_VAR, &marker)
-            .current_dir(&self.cwd)
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -196,6 +232,15 @@ impl Invocation {
     }
 }
 
+/// Removes a replay's directory or file when the replay ends, however.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0).or_else(|_| std::fs::remove_file(&self.0));
+    }
+}
+
 impl crate::minimize::Replayer for Invocation {
     fn fails(&self, replay: Option<&Path>) -> Result<bool> {
         Invocation::fails(self, replay)
@@ -216,6 +261,8 @@ mod tests {
             env: vec![("X".into(), "a b\u{e9}".into())],
             cwd: dir.clone(),
             timeout: Duration::from_secs(10),
+            fresh_dir: false,
+            setup: None,
         };
         let path = dir.join("run.json");
         invocation.write(&path).unwrap();

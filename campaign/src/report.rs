@@ -33,6 +33,9 @@ pub struct Context {
     /// LD_PRELOAD and every DELAYSHIM_* setting in effect.
     pub env: Vec<(String, OsString)>,
     pub command: Vec<OsString>,
+    /// `--fresh-dir` and `--setup`: the line makes a directory of its own.
+    pub fresh_dir: bool,
+    pub setup: Option<OsString>,
 }
 
 /// Quotes one word for a POSIX shell.
@@ -60,19 +63,33 @@ pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a OsString>) -> String 
 /// The shell command that repeats run `plan`: same directory, same
 /// environment, same command line.
 pub fn reproduce_command(context: &Context, plan: &RunPlan) -> String {
-    let mut line = format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()));
+    let mut line = if context.fresh_dir {
+        // A new empty directory, as the run had: `{dir}` is "$d".
+        let mut line = "d=$(mktemp -d) && cd \"$d\" && ".to_owned();
+        if let Some(setup) = &context.setup {
+            let _ = write!(
+                line,
+                "DELAYSHIM_RUN_DIR=\"$d\" sh -c {} && ",
+                shell_word(setup.as_bytes())
+            );
+        }
+        line.push_str("DELAYSHIM_RUN_DIR=\"$d\" ");
+        line
+    } else {
+        format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()))
+    };
     for (name, value) in &context.env {
         let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
     for (name, value) in &plan.settings {
         let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
-    let _ = write!(
-        line,
-        "DELAYSHIM_SEED={} {}",
-        plan.seed,
-        shell_words(&context.command)
-    );
+    let mut command = shell_words(&context.command);
+    if context.fresh_dir {
+        // Every word holding `{dir}` is single-quoted (`{` is not plain).
+        command = command.replace("{dir}", "'\"$d\"'");
+    }
+    let _ = write!(line, "DELAYSHIM_SEED={} {command}", plan.seed);
     line
 }
 
@@ -400,6 +417,8 @@ mod tests {
                 ("DELAYSHIM_FCNTL".into(), "unlock".into()),
             ],
             command: vec!["driver".into(), "--op".into(), "get-set".into()],
+            fresh_dir: false,
+            setup: None,
         };
         let mut plan = RunPlan {
             index: 3,
@@ -418,6 +437,20 @@ mod tests {
         ];
         assert!(reproduce_command(&context, &plan)
             .contains(" DELAYSHIM_STRATEGY=sites DELAYSHIM_FIRE_PROB=0.5 DELAYSHIM_SEED=7 driver"));
+        let fresh = Context {
+            fresh_dir: true,
+            setup: Some("touch a".into()),
+            command: vec!["prog".into(), "--db={dir}/x.db".into()],
+            ..context
+        };
+        let line = reproduce_command(&fresh, &plan);
+        assert!(
+            line.starts_with(
+                "d=$(mktemp -d) && cd \"$d\" && DELAYSHIM_RUN_DIR=\"$d\" sh -c 'touch a' && DELAYSHIM_RUN_DIR=\"$d\" LD_PRELOAD="
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with(" prog '--db='\"$d\"'/x.db'"), "{line}");
     }
 
     fn result(outcome: Outcome, delayed: u64) -> RunResult {
@@ -477,6 +510,8 @@ mod tests {
             cwd: "/".into(),
             env: vec![],
             command: vec![],
+            fresh_dir: false,
+            setup: None,
         };
         assert_eq!(
             run_lines(&summary, &run, &context).unwrap(),

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::descendants::{run_marker, Reaper, RUN_MARKER_VAR};
+use crate::fresh::{
+    run_helper, substitute_dir, CHECK_OUT, RUN_DIR_VAR, RUN_STATUS_VAR, SETUP_OUT, WORK,
+};
 use crate::plan::RunPlan;
 use crate::stats::Counts;
 
@@ -134,6 +137,13 @@ pub struct RunSpec {
     pub keep_log: bool,
     /// `--max-time`: a run still going then is stopped (as interrupted).
     pub deadline: Option<Instant>,
+    /// `--fresh-dir`: each run in its own empty directory.
+    pub fresh_dir: bool,
+    /// `--setup`: a shell command run in that directory first.
+    pub setup: Option<OsString>,
+    /// `--check`: a shell command run after the program; its failure is
+    /// the run's ([`Outcome::CheckFailed`]).
+    pub check: Option<OsString>,
 }
 
 /// The result of one run.
@@ -164,10 +174,42 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cwd = std::env::current_dir()?;
+    let work = spec.fresh_dir.then(|| dir.join(WORK));
+    let (run_cwd, args) = match &work {
+        Some(work) => {
+            fs::create_dir(work).with_context(|| format!("creating {}", work.display()))?;
+            (work.clone(), substitute_dir(&spec.args, work))
+        }
+        None => (cwd, spec.args.clone()),
+    };
+    if let (Some(setup), Some(work)) = (&spec.setup, &work) {
+        let env = [(RUN_DIR_VAR, work.as_os_str())];
+        let failed = run_helper(setup, work, &env, &dir.join(SETUP_OUT), spec.timeout)?;
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Ok(RunResult {
+                plan: plan.clone(),
+                outcome: Outcome::Interrupted,
+                elapsed: Duration::ZERO,
+                counts: Counts::default(),
+                left_running: 0,
+                dir: dir.to_owned(),
+            });
+        }
+        if let Some(why) = failed {
+            anyhow::bail!(
+                "--setup failed before run {} (seed {}): {why} (its output: {})",
+                plan.index,
+                plan.seed,
+                dir.join(SETUP_OUT).display()
+            );
+        }
+    }
     let marker = run_marker(plan.index);
     let mut command = Command::new(&spec.program);
     command
-        .args(&spec.args)
+        .args(&args)
+        .current_dir(&run_cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(RUN_MARKER_VAR, &marker)
         // Each run is a tree of its own, whatever the command inherited.
@@ -177,6 +219,10 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         .stderr(File::create(dir.join(STDERR))?)
         .process_group(0);
     let mut env = spec.env.clone();
+    if let Some(work) = &work {
+        command.env(RUN_DIR_VAR, work);
+        env.push((RUN_DIR_VAR.to_owned(), work.clone().into_os_string()));
+    }
     for (name, value) in plan.env(dir, spec.keep_log) {
         env.retain(|(n, _)| *n != name);
         match value {
@@ -193,8 +239,10 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         program: spec.program.clone(),
         args: spec.args.clone(),
         env,
-        cwd: std::env::current_dir()?,
+        cwd: run_cwd.clone(),
         timeout: spec.timeout,
+        fresh_dir: spec.fresh_dir,
+        setup: spec.setup.clone(),
     }
     .write(&dir.join(RUN_JSON))?;
     let start = Instant::now();
@@ -243,6 +291,30 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             (Some(code), _) => Outcome::Fail(code),
             (_, signal) => Outcome::Crash(signal.unwrap_or(0)),
         },
+    };
+    let outcome = match &spec.check {
+        Some(check) if outcome != Outcome::Interrupted => {
+            let status: OsString = match &ended {
+                Ended::Exited(status) => match status.code() {
+                    Some(code) => code.to_string().into(),
+                    None => format!("signal {}", status.signal().unwrap_or(0)).into(),
+                },
+                _ => "hang".into(),
+            };
+            let mut env = vec![(RUN_STATUS_VAR, status.as_os_str())];
+            if let Some(work) = &work {
+                env.push((RUN_DIR_VAR, work.as_os_str()));
+            }
+            let failed = run_helper(check, &run_cwd, &env, &dir.join(CHECK_OUT), spec.timeout)?;
+            match failed {
+                _ if INTERRUPTED.load(Ordering::Relaxed) => Outcome::Interrupted,
+                Some(why) if matches!(outcome, Outcome::Pass | Outcome::NoInjection(_)) => {
+                    Outcome::CheckFailed(format!("--check {why}"))
+                }
+                _ => outcome,
+            }
+        }
+        _ => outcome,
     };
     Ok(RunResult {
         plan: plan.clone(),

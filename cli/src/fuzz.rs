@@ -19,8 +19,9 @@ use crate::shim;
 /// Runs a campaign: a program many times under the shim, each run with its own seed.
 ///
 /// PROGRAM defaults to the driver beside delayshim (8 workers x 8 threads
-/// incrementing 100 counters). Each run is PASS, FAIL, CRASH, HANG or NO
-/// INJECTION (the shim delayed nothing: the run was not fuzzed); each
+/// incrementing 100 counters). Each run is PASS, FAIL, CRASH, HANG, NO
+/// INJECTION (the shim delayed nothing: the run was not fuzzed) or CHECK
+/// FAILED (--check's invariant checker failed after it); each
 /// failure comes with the command that reproduces it. On a terminal a live
 /// line shows progress and only failures are printed; piped, every run is.
 /// Whatever a run leaves running (a daemon) is killed when it ends.
@@ -65,6 +66,22 @@ pub struct Args {
     /// starts after it and running ones are stopped; --resume continues.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_time: Option<Duration>,
+    /// Give each run its own empty working directory, RUN_DIR/work (kept
+    /// with a failing run's directory), named in DELAYSHIM_RUN_DIR and put
+    /// for every {dir} in the program's arguments: runs of a program that
+    /// uses fixed paths stop sharing state.
+    #[arg(long)]
+    fresh_dir: bool,
+    /// A shell command run (without the shim) in each run's fresh
+    /// directory before the program, like `sqlite3 db.sqlite < schema.sql`.
+    #[arg(long, value_name = "CMD", requires = "fresh_dir")]
+    setup: Option<OsString>,
+    /// An invariant checker: a shell command run (without the shim) after
+    /// each run, in its directory, with the run's exit status in
+    /// DELAYSHIM_RUN_STATUS (a number, `signal N` or `hang`). When it fails
+    /// after a run that passed, the run is CHECK FAILED.
+    #[arg(long, value_name = "CMD")]
+    check: Option<OsString>,
     /// Run only share I of N of the campaign's runs (1 <= I <= N): N
     /// machines with the same --seed and --runs split it with no overlap.
     #[arg(long, value_name = "I/N", default_value = "1/1")]
@@ -228,6 +245,9 @@ fn campaign(mut args: Args) -> Result<u8> {
             KeepArg::All => Keep::All,
         },
         max_time: args.max_time,
+        fresh_dir: args.fresh_dir,
+        setup: args.setup,
+        check: args.check,
         progress: std::io::stdout().is_terminal(),
     })
 }

@@ -307,7 +307,21 @@ pub const SETTINGS: &[Setting] = &[
         expected: "set by the shim for the processes it starts",
         help: "the seed and place in the process tree, passed on to exec'd descendants",
     },
+    Setting {
+        var: RUN_DIR_VAR,
+        option: None,
+        value_name: "",
+        kind: Kind::Text,
+        default: "",
+        expected: "set by delayshim fuzz --fresh-dir for each run",
+        help: "the run's own empty working directory (the shim ignores it)",
+    },
 ];
+
+/// `delayshim fuzz --fresh-dir`: each run's own working directory, for the
+/// program and its --setup and --check commands. The shim reads nothing
+/// from it; it is a setting so that the shim does not refuse it.
+pub const RUN_DIR_VAR: &str = "DELAYSHIM_RUN_DIR";
 
 /// The variable through which a process passes its tree's seed and its
 /// own place in the tree to the programs it executes.

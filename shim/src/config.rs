@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use delayshim_settings::{find, SETTINGS, TREE_VAR};
+use delayshim_settings::{find, RUN_DIR_VAR, SETTINGS, TREE_VAR};
 
 use crate::delay::Dist;
 use crate::faults::FaultRule;
@@ -277,6 +277,8 @@ fn apply(
         "DELAYSHIM_RECORD" => config.record = Some(parse_path(v, cwd).ok_or_else(bad)?),
         "DELAYSHIM_REPLAY" => config.replay = Some(parse_path(v, cwd).ok_or_else(bad)?),
         TREE_VAR => config.tree = Some(parse_tree(v).ok_or_else(bad)?),
+        // The campaign's, for the program: nothing for the shim.
+        RUN_DIR_VAR => {}
         _ => unreachable!("every setting has an arm"),
     }
     Ok(())
