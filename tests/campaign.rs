@@ -909,3 +909,30 @@ fn fresh_dirs_setup_and_check_give_each_run_its_own_state_and_verdict() {
         text(&again.stderr)
     );
 }
+
+#[test]
+fn locks_the_name_runs_print_is_a_strategy_fuzz_takes() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--strategy",
+        "locks",
+        "--runs",
+        "1",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let settings = &summary_of(out_dir.path())["settings"];
+    assert_eq!(settings["DELAYSHIM_FUNCS"], "fcntl,flock", "{settings}");
+    assert_eq!(settings["DELAYSHIM_LOCKS"], "locks", "{settings}");
+    let help = run(delayshim("fuzz").arg("--help"), LIMIT);
+    let help = text(&help.stdout);
+    assert!(
+        help.contains("or auto: each run draws a strategy") && help.contains("default auto"),
+        "{help}"
+    );
+}

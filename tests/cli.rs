@@ -373,7 +373,55 @@ fn bad_input_is_one_clear_line_and_the_documented_status() {
             2,
             "not the directory of a run of delayshim fuzz",
         ),
+        (
+            {
+                let mut c = delayshim("fuzz");
+                c.args(["--rnus", "3"]);
+                c
+            },
+            2,
+            "a similar argument exists: '--runs'",
+        ),
+        (
+            {
+                let mut c = delayshim("run");
+                c.args(["sh", "-c", "true"]);
+                c
+            },
+            125,
+            "the program goes after --: delayshim run [OPTIONS] -- PROGRAM [ARGS]",
+        ),
+        (
+            {
+                let mut c = delayshim("run");
+                c.args(["--funcs", "write,fsycn", "--", "sh", "-c", "true"]);
+                c
+            },
+            125,
+            "no family or function named \"fsycn\" (did you mean fsync?)",
+        ),
+        (
+            {
+                let mut c = delayshim("fuzz");
+                c.args(["--strategy", "evry", "--", "sh", "-c", "true"]);
+                c
+            },
+            2,
+            "(did you mean every?): expected auto (the default), every,",
+        ),
+        (
+            {
+                let mut c = delayshim("fuzz");
+                c.arg("--out")
+                    .arg(not_output.path().join("afile"))
+                    .args(["--", "sh", "-c", "true"]);
+                c
+            },
+            2,
+            "a file, not a directory",
+        ),
     ];
+    std::fs::write(not_output.path().join("afile"), "").unwrap();
     for (mut command, status, says) in cases {
         let out = run(&mut command, limit);
         assert_refused(&out, status, says);
@@ -383,9 +431,49 @@ fn bad_input_is_one_clear_line_and_the_documented_status() {
             text(&out.stdout)
         );
     }
-    // run exits with the program's own status.
+    // run exits with the program's own status, and shows the seed it drew.
     let out = run(delayshim("run").args(["--", "sh", "-c", "exit 7"]), limit);
     assert_exit(&out, 7);
+    let stderr = text(&out.stderr);
+    let seed = stderr
+        .strip_prefix("delayshim run: seed ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("the seed: {stderr}"));
+    assert!(
+        stderr.contains(&format!("(--seed {seed} repeats these delays)")),
+        "{stderr}"
+    );
+    // `--log -` and `--log /dev/stderr` are standard error, not files.
+    let dir = crate::util::tempdir();
+    for log in ["-", "/dev/stderr"] {
+        let out = run(
+            delayshim("run")
+                .args(["--seed", "1", "--log", log, "--", "sh", "-c", "echo x > f"])
+                .current_dir(dir.path()),
+            limit,
+        );
+        assert_exit(&out, 0);
+        assert!(
+            text(&out.stderr).contains(" fn=write "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!dir.path().join("-").exists(), "no file named -");
+    // An unwritable HOME: the shim goes to a private temporary directory.
+    let out = run(
+        delayshim("run")
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", "/dev/null")
+            .args(["--", "sh", "-c", "exit 0"]),
+        limit,
+    );
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("no cache directory for the shim"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

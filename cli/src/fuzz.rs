@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use delayshim_campaign::campaign::Keep;
 use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS};
+use delayshim_campaign::portfolio::STRATEGIES;
 use delayshim_campaign::preload::{ld_preload, preflight};
 use delayshim_campaign::report::EXIT_USAGE;
 use delayshim_campaign::{run_campaign, Campaign, Plan, Shard};
@@ -131,6 +132,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         })
 }
 
+/// `--strategy locks`: the portfolio's arm of that name as a fixed setting.
+const LOCKS: &str = "locks";
+
 /// Thirty days: longer is a mistake, and more than a Duration holds is a panic.
 const MAX_TIMEOUT_SECONDS: f64 = 2_592_000.0;
 
@@ -191,6 +195,31 @@ fn campaign(mut args: Args) -> Result<u8> {
         .take("DELAYSHIM_STRATEGY")
         .or_else(|| std::env::var("DELAYSHIM_STRATEGY").ok())
         .unwrap_or_else(|| AUTO.to_owned());
+    if !(strategy == AUTO || strategy == LOCKS || STRATEGIES.contains(&strategy.as_str())) {
+        let names = std::iter::once(AUTO).chain(STRATEGIES).chain([LOCKS]);
+        eprintln!(
+            "delayshim fuzz: bad strategy {strategy:?} (--strategy, DELAYSHIM_STRATEGY){}: expected auto (the default), {}, or locks",
+            crate::suggest::did_you_mean(&strategy, names),
+            STRATEGIES.join(", ")
+        );
+        return Ok(EXIT_USAGE);
+    }
+    // locks, auto's arm that runs print as strategy=locks: every, over the
+    // lock calls only, delayed after them (unless options say otherwise).
+    let strategy = if strategy == LOCKS {
+        for (var, value) in [
+            ("DELAYSHIM_FUNCS", "fcntl,flock"),
+            ("DELAYSHIM_LOCKS", "locks"),
+            ("DELAYSHIM_WHEN", "after"),
+        ] {
+            if args.settings.get(var).is_none() && std::env::var_os(var).is_none() {
+                args.settings.values.push((var, value.to_owned()));
+            }
+        }
+        "every".to_owned()
+    } else {
+        strategy
+    };
     let mut settings = args.settings.env();
     let mut checked = settings.clone();
     if strategy != AUTO {

@@ -10,6 +10,7 @@ mod run;
 mod settings_args;
 mod shim;
 mod stats;
+mod suggest;
 
 use std::process::ExitCode;
 
@@ -84,10 +85,26 @@ fn main() -> ExitCode {
                 Some(subcommand) => format!("delayshim {subcommand}"),
                 None => "delayshim".to_owned(),
             };
-            // One line: clap's first, which names the problem.
+            // One line: clap's first, which names the problem, and its tip
+            // (a similar option) if it has one.
             let rendered = error.render().to_string();
             let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{name}: {first} ({name} --help lists the options)");
+            let tip = rendered
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("tip: "))
+                .map(|tip| format!("; {tip}"))
+                .unwrap_or_default();
+            let program_without_dashes = error.kind() == clap::error::ErrorKind::UnknownArgument
+                && matches!(
+                    error.get(clap::error::ContextKind::InvalidArg),
+                    Some(clap::error::ContextValue::String(arg)) if !arg.starts_with('-')
+                );
+            let hint = if program_without_dashes {
+                format!(" (the program goes after --: {name} [OPTIONS] -- PROGRAM [ARGS])")
+            } else {
+                format!(" ({name} --help lists the options)")
+            };
+            eprintln!("{name}: {first}{tip}{hint}");
             // `run` keeps 1 and 2 for the program: its own errors are 125,
             // as env(1) and timeout(1) do.
             let is_run = subcommand.as_deref() == Some("run");

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 
+use delayshim_campaign::plan::random_seed;
 use delayshim_campaign::preload::{ld_preload, preflight};
 
 use crate::check::{check_before_running, Unfit};
@@ -49,7 +50,15 @@ pub fn main(args: Args) -> u8 {
         Err(e) => return error(EXIT_OWN_ERROR, format!("error: {e:#}")),
     };
     let preload = ld_preload(&shim);
-    let settings = args.settings.env();
+    let mut settings = args.settings.env();
+    // A seed drawn here, not by the shim, so that it can be shown: the
+    // delays of a run that went wrong can be had again.
+    let drawn = (args.settings.get("DELAYSHIM_SEED").is_none()
+        && std::env::var_os("DELAYSHIM_SEED").is_none())
+    .then(random_seed);
+    if let Some(seed) = drawn {
+        settings.push(("DELAYSHIM_SEED".to_owned(), seed.to_string()));
+    }
     match preflight(&preload, &settings) {
         Ok(None) => {}
         Ok(Some(message)) => {
@@ -59,6 +68,9 @@ pub fn main(args: Args) -> u8 {
             )
         }
         Err(e) => return error(EXIT_OWN_ERROR, format!("error: {e:#}")),
+    }
+    if let Some(seed) = drawn {
+        eprintln!("delayshim run: seed {seed} (--seed {seed} repeats these delays)");
     }
     let exec_error = std::process::Command::new(program)
         .args(rest)

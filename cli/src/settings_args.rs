@@ -75,17 +75,29 @@ impl<const CAMPAIGN: bool> clap::Args for ShimSettings<CAMPAIGN> {
             command.next_help_heading("Shim settings (each sets the DELAYSHIM_* variable named)");
         Self::options().fold(command, |command, (setting, option)| {
             let kind = setting.kind;
+            let var = setting.var;
+            let help = if CAMPAIGN && var == "DELAYSHIM_STRATEGY" {
+                format!(
+                    "{}; or auto: each run draws a strategy and its parameters from its seed, \
+                     or locks: every, over lock calls only. {var}, default auto in a campaign",
+                    capitalized(setting.help)
+                )
+            } else {
+                format!(
+                    "{}. {var}, default {}",
+                    capitalized(setting.help),
+                    setting.default
+                )
+            };
             command.arg(
                 Arg::new(option)
                     .long(option)
                     .value_name(setting.value_name)
-                    .help(format!(
-                        "{}. {}, default {}",
-                        capitalized(setting.help),
-                        setting.var,
-                        setting.default
-                    ))
-                    .value_parser(move |value: &str| convert(kind, value)),
+                    .help(help)
+                    .value_parser(move |value: &str| match var {
+                        "DELAYSHIM_FUNCS" => check_funcs(value),
+                        _ => convert(kind, value),
+                    }),
             )
         })
     }
@@ -93,6 +105,33 @@ impl<const CAMPAIGN: bool> clap::Args for ShimSettings<CAMPAIGN> {
     fn augment_args_for_update(command: Command) -> Command {
         Self::augment_args(command)
     }
+}
+
+/// `--funcs`: every entry a family, a function the shim interposes, or
+/// `all`; a wrong one is named, with the nearest right one.
+pub fn check_funcs(value: &str) -> Result<String, String> {
+    let names: Vec<&str> = std::iter::once("all")
+        .chain(delayshim_settings::FAMILIES.iter().map(|f| f.name))
+        .chain(
+            delayshim_settings::FAMILIES
+                .iter()
+                .flat_map(|f| f.functions.iter().copied()),
+        )
+        .collect();
+    for entry in value.split(',').map(str::trim) {
+        if !names.contains(&entry) {
+            let families: Vec<&str> = delayshim_settings::FAMILIES
+                .iter()
+                .map(|f| f.name)
+                .collect();
+            return Err(format!(
+                "no family or function named {entry:?}{}; families: {} (delayshim check PROGRAM lists the functions)",
+                crate::suggest::did_you_mean(entry, names.iter().copied()),
+                families.join(", ")
+            ));
+        }
+    }
+    Ok(value.to_owned())
 }
 
 fn capitalized(text: &str) -> String {
@@ -114,6 +153,9 @@ pub fn convert(kind: Kind, value: &str) -> Result<String, String> {
             None => Ok(value.to_owned()),
         },
         Kind::Path if value == "stderr" || value.is_empty() => Ok(value.to_owned()),
+        // The usual spellings of standard error: the shim's own name for
+        // it writes there without opening a path (/dev/stderr is a link).
+        Kind::Path if value == "-" || value == "/dev/stderr" => Ok("stderr".to_owned()),
         Kind::Path => {
             let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
             Ok(cwd.join(Path::new(value)).to_string_lossy().into_owned())
@@ -159,6 +201,17 @@ mod tests {
         assert_eq!(micros("fast"), "fast", "left for the shim to refuse");
         assert_eq!(convert(Kind::MicrosRange, "10us-2ms").unwrap(), "10-2000");
         assert_eq!(convert(Kind::Path, "stderr").unwrap(), "stderr");
+        assert_eq!(convert(Kind::Path, "-").unwrap(), "stderr");
+        assert_eq!(convert(Kind::Path, "/dev/stderr").unwrap(), "stderr");
+        assert_eq!(
+            check_funcs("write, fsync,flock").unwrap(),
+            "write, fsync,flock"
+        );
+        let error = check_funcs("write,fsycn").unwrap_err();
+        assert!(
+            error.starts_with("no family or function named \"fsycn\" (did you mean fsync?)"),
+            "{error}"
+        );
         assert!(convert(Kind::Path, "s.jsonl").unwrap().starts_with('/'));
     }
 

@@ -13,5 +13,23 @@ static SHIM: &[u8] = include_bytes!(env!("DELAYSHIM_EMBEDDED_SHIM"));
 pub fn path() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("finding delayshim's own path")?;
     let beside = exe.with_file_name(SHIM_NAME);
-    locate(SHIM, Some(&beside), &cache_dir()?)
+    let error = match cache_dir().and_then(|cache| locate(SHIM, Some(&beside), &cache)) {
+        Ok(path) => return Ok(path),
+        Err(error) => error,
+    };
+    // An unwritable or unset HOME (a service account, a read-only
+    // container) need not stop the command: a private directory of this
+    // user's in the temporary directory does as well.
+    // SAFETY: geteuid cannot fail.
+    let fallback = std::env::temp_dir().join(format!("delayshim-{}", unsafe { libc::geteuid() }));
+    match locate(SHIM, Some(&beside), &fallback) {
+        Ok(path) => {
+            eprintln!(
+                "delayshim: warning: no cache directory for the shim ({error:#}); using {}",
+                fallback.display()
+            );
+            Ok(path)
+        }
+        Err(second) => Err(error.context(format!("and in {}: {second:#}", fallback.display()))),
+    }
 }
