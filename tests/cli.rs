@@ -493,6 +493,22 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
         text(&man.stdout)
     );
     assert!(text(&man.stdout).contains("delayshim"));
+    // A page per subcommand, as the top page's SEE ALSO names them.
+    let pages = crate::util::tempdir();
+    let out = run(delayshim("manpage").arg("--dir").arg(pages.path()), limit);
+    assert_exit(&out, 0);
+    for name in [
+        "delayshim",
+        "delayshim-run",
+        "delayshim-fuzz",
+        "delayshim-minimize",
+    ] {
+        let page = std::fs::read_to_string(pages.path().join(format!("{name}.1"))).unwrap();
+        assert!(page.contains(".SH ENVIRONMENT"), "{name}");
+    }
+    let fuzz = run(delayshim("manpage").arg("fuzz"), limit);
+    assert_exit(&fuzz, 0);
+    assert!(text(&fuzz.stdout).contains(".TH delayshim-fuzz 1"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod check;
 mod fuzz;
+mod manpage;
 mod minimize;
 mod report;
 mod run;
@@ -42,7 +43,7 @@ Exit statuses:
 /// interleavings of processes and threads become common.
 #[derive(Debug, Parser)]
 #[command(name = "delayshim", version, after_help = EXIT_STATUSES)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -60,8 +61,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Prints the man page, delayshim(1), in roff.
-    Manpage,
+    /// Prints a man page in roff: delayshim(1), or delayshim-SUBCOMMAND(1);
+    /// --dir DIR writes them all.
+    Manpage(manpage::Args),
     /// Prints the path of the shim this command preloads, writing it to
     /// the cache directory first if needed.
     #[command(hide = true)]
@@ -130,15 +132,7 @@ fn main() -> ExitCode {
             );
             0
         }
-        Command::Manpage => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
-                Err(error) => {
-                    eprintln!("delayshim manpage: error: {error}");
-                    2
-                }
-            }
-        }
+        Command::Manpage(args) => manpage::main(args),
         Command::ShimPath => match shim::path() {
             Ok(path) => {
                 delayshim_campaign::output::print(&format!("{}\n", path.display()));
