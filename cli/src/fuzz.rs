@@ -85,7 +85,12 @@ pub struct Args {
     check: Option<OsString>,
     /// Run only share I of N of the campaign's runs (1 <= I <= N): N
     /// machines with the same --seed and --runs split it with no overlap.
-    #[arg(long, value_name = "I/N", default_value = "1/1")]
+    /// `auto` takes I and N from the engine that started this one (Slurm
+    /// job arrays, GitLab CI, CircleCI, Buildkite); `auto/N` takes I from
+    /// one that does not say N (a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX, GNU parallel's PARALLEL_JOBSLOT).
+    #[arg(long, value_name = "I/N", default_value = "1/1",
+          value_parser = |value: &str| crate::shard_env::parse(value, &|name| std::env::var(name).ok()))]
     shard: Shard,
     /// Keep every delay in each run's delays.log (DELAYSHIM_LOG).
     #[arg(long)]

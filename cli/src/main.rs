@@ -9,6 +9,7 @@ mod minimize;
 mod report;
 mod run;
 mod settings_args;
+mod shard_env;
 mod shim;
 mod stats;
 mod suggest;
