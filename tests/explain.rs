@@ -156,7 +156,6 @@ fn minimize_keeps_the_delays_lock_gap_needs_and_names_their_function() {
     let recorded = std::fs::read_to_string(failing.join("record.txt")).unwrap();
     let recorded = recorded.lines().filter(|l| l.starts_with("call ")).count();
     let out = run(delayshim("minimize").arg(&failing), LIMIT);
-    assert_exit(&out, 0);
     let explanation = std::fs::read_to_string(failing.join("explanation.md")).unwrap();
     assert_eq!(text(&out.stdout).lines().next(), explanation.lines().next());
     let kept: Vec<&str> = explanation
@@ -199,6 +198,15 @@ fn minimize_keeps_the_delays_lock_gap_needs_and_names_their_function() {
     // and measured here it failed 19 or 20 of 20.
     assert!(rate("no delays") <= 6, "{explanation}");
     assert!(rate("the minimal set") >= 4, "{explanation}");
+    // Below the threshold (10 of 20) the explanation says so and the
+    // status is 1; measured, the set failed 9 to 20 of 20.
+    let reliable = rate("the minimal set") >= 10;
+    assert_exit(&out, if reliable { 0 } else { 1 });
+    assert_eq!(
+        explanation.contains("still make the program fail"),
+        reliable,
+        "{explanation}"
+    );
     // The replay command in the explanation is a working command.
     let command = explanation
         .split("```sh\n")

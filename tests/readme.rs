@@ -85,7 +85,15 @@ fn every_sh_block_in_the_readme_runs() {
     artifacts();
     let blocks = sh_blocks(&readme());
     assert!(blocks.len() >= 6, "found {} blocks", blocks.len());
+    // The blocks' /tmp/delayshim-* paths, in a directory of this test run's
+    // own: a campaign refuses an --out that another run of the suite (or
+    // another user of the machine) left or is writing.
+    let scratch = crate::util::tempdir();
     for block in blocks {
+        let block = block.replace(
+            "/tmp/delayshim-",
+            &format!("{}/delayshim-", scratch.path().display()),
+        );
         let out = run(&mut runnable(&block), LIMIT);
         assert_eq!(
             out.status.code(),

@@ -395,6 +395,33 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_campaigns_directory_is_read_from_its_runs_file() {
+        use crate::records::{CampaignFile, RunsFile};
+        let dir = std::env::temp_dir().join(format!("merge-killed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        CampaignFile {
+            seed: 4,
+            runs: 10,
+            shard: "1/1".into(),
+            strategy: None,
+            settings: BTreeMap::new(),
+            command: "prog".into(),
+            calibrated_calls: None,
+        }
+        .write(&dir)
+        .unwrap();
+        let line = r#"{"index":2,"seed":77,"outcome":"FAIL","delayed":{"write":1},"injected":1}"#;
+        let record: RunRecord = serde_json::from_str(line).unwrap();
+        RunsFile::open(&dir).unwrap().append(&record).unwrap();
+        let merged = merge(&[&dir]).unwrap();
+        assert_eq!(merged.incomplete, std::slice::from_ref(&dir));
+        assert_eq!(merged.runs.len(), 1);
+        assert_eq!(merged.exit_code(), EXIT_FAILED);
+        assert!(merged.markdown().contains("No summary.json in"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn one_run_with_two_outcomes_is_shown_twice_and_flagged() {
         let root = std::env::temp_dir().join(format!("merge-conflict-{}", std::process::id()));
         // Two campaigns of one seed: run 1 failed in one, passed in the other.
