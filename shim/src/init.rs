@@ -124,7 +124,7 @@ fn random_seed() -> u64 {
     if n == 8 {
         seed
     } else {
-        crate::hash::mix(crate::delay::now_nanos() ^ u64::from(std::process::id()) << 40)
+        delayshim_decide::hash::mix(crate::delay::now_nanos() ^ u64::from(std::process::id()) << 40)
     }
 }
 

@@ -285,14 +285,21 @@ fn site_key(call: &Call) -> u64 {
     })
     .unwrap_or(0);
     let (cmd, lock) = call.command_names();
-    let command = crate::hash::hash_bytes(cmd.unwrap_or("").as_bytes())
-        ^ crate::hash::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
-    crate::hash::combine(crate::hash::combine(place, call.func as u64), command)
+    let command = delayshim_decide::hash::hash_bytes(cmd.unwrap_or("").as_bytes())
+        ^ delayshim_decide::hash::hash_bytes(lock.unwrap_or("").as_bytes()).rotate_left(17);
+    delayshim_decide::hash::combine(
+        delayshim_decide::hash::combine(place, call.func as u64),
+        command,
+    )
 }
 
 fn path_matches(call: &Call, globs: &[CString]) -> bool {
     crate::pool::with_workspace(|space| {
-        let matches = |path: &[u8]| globs.iter().any(|glob| glob_match(glob.to_bytes(), path));
+        let matches = |path: &[u8]| {
+            globs
+                .iter()
+                .any(|glob| delayshim_decide::glob::glob_match(glob.to_bytes(), path))
+        };
         let first = resolve_path(call, &mut space.path).is_some_and(|n| matches(&space.path[..n]));
         first
             || crate::call::resolve_other(call, &mut space.other)
@@ -301,100 +308,9 @@ fn path_matches(call: &Call, globs: &[CString]) -> bool {
     .unwrap_or(false)
 }
 
-/// Shell-style matching of a whole path: `*`, `?` and `[...]` (with `!`
-/// and ranges), byte by byte. `*` crosses `/`, like fnmatch without
-/// FNM_PATHNAME. Written here because fnmatch may allocate in multibyte
-/// locales, and this runs inside host calls.
-pub(crate) fn glob_match(glob: &[u8], text: &[u8]) -> bool {
-    let (mut g, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match glob.get(g) {
-            Some(b'*') => {
-                star = Some((g, t));
-                g += 1;
-                continue;
-            }
-            Some(b'?') => {
-                g += 1;
-                t += 1;
-                continue;
-            }
-            Some(b'[') => {
-                if let Some((matched, end)) = class(glob, g, text[t]) {
-                    if matched {
-                        g = end;
-                        t += 1;
-                        continue;
-                    }
-                } else if text[t] == b'[' {
-                    g += 1;
-                    t += 1;
-                    continue;
-                }
-            }
-            Some(&c) if c == text[t] => {
-                g += 1;
-                t += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match star {
-            Some((star_g, star_t)) => {
-                g = star_g + 1;
-                t = star_t + 1;
-                star = Some((star_g, star_t + 1));
-            }
-            None => return false,
-        }
-    }
-    glob[g..].iter().all(|&c| c == b'*')
-}
-
-/// Matches `byte` against the class starting at `glob[at]` (`[`); returns
-/// whether it matched and where the class ends, or `None` if unclosed.
-fn class(glob: &[u8], at: usize, byte: u8) -> Option<(bool, usize)> {
-    let mut i = at + 1;
-    let negate = matches!(glob.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let c = *glob.get(i)?;
-        if c == b']' && !first {
-            return Some((matched != negate, i + 1));
-        }
-        first = false;
-        if glob.get(i + 1) == Some(&b'-') && glob.get(i + 2).is_some_and(|&e| e != b']') {
-            let end = glob[i + 2];
-            matched |= c <= byte && byte <= end;
-            i += 3;
-        } else {
-            matched |= c == byte;
-            i += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_match_whole_paths() {
-        assert!(glob_match(b"*/cache.db", b"/a/b/cache.db"));
-        assert!(glob_match(b"/tmp/x?", b"/tmp/x1"));
-        assert!(!glob_match(b"*/cache.db", b"/a/b/cache.db-wal"));
-        assert!(!glob_match(b"/tmp/x?", b"/tmp/x12"));
-        assert!(glob_match(b"/tmp/[a-c]x", b"/tmp/bx"));
-        assert!(!glob_match(b"/tmp/[!a-c]x", b"/tmp/bx"));
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"/d/*.json*", b"/d/store.json.tmp"));
-        assert!(!glob_match(b"/d/*.json", b"/e/store.json"));
-    }
 
     #[test]
     fn slots_cover_every_function_without_the_count_bit() {

@@ -12,8 +12,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
-use crate::hash::combine;
 use crate::strategy::ThreadState;
+use delayshim_decide::hash::combine;
 
 static SEED: AtomicU64 = AtomicU64::new(0);
 static LINEAGE: AtomicU64 = AtomicU64::new(0);

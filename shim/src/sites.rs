@@ -7,8 +7,8 @@
 //! workspace's small cache, so a site costs a read of the maps only the
 //! first time a workspace meets an object.
 
-use crate::hash::hash_bytes;
 use crate::output::{raw_close, raw_open, raw_read};
+use delayshim_decide::hash::hash_bytes;
 
 const NAME: usize = 192;
 const ENTRIES: usize = 8;
@@ -64,7 +64,7 @@ pub struct Site<'a> {
 impl Site<'_> {
     /// A key that names this site in every run and process.
     pub fn key(&self) -> u64 {
-        crate::hash::combine(self.object_hash, self.offset)
+        delayshim_decide::hash::combine(self.object_hash, self.offset)
     }
 }
 

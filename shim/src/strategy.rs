@@ -29,7 +29,7 @@ use crate::config::{Config, Strategy};
 use crate::decision::Decision;
 use crate::delay::{now_nanos, Dist, Sampler};
 use crate::faults::Fault;
-use crate::hash::{combine, mix};
+use delayshim_decide::hash::{combine, mix};
 
 /// Injected sleep a thread may take regardless of the budget: enough for a
 /// short program's few long delays.
