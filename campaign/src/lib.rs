@@ -17,7 +17,8 @@
 //!   with [`symbols`]' names for call sites;
 //! - [`records`]: the files a campaign writes, typed once for writer and
 //!   readers; [`output`]: standard output that may close early;
-//! - [`shim_file`]: where the command keeps the shim it carries.
+//! - [`shim_file`]: where the command keeps the shim it carries;
+//! - [`region`]: the per-run shared region the shim writes accesses into.
 
 pub mod campaign;
 pub mod descendants;
@@ -30,6 +31,7 @@ pub mod plan;
 pub mod portfolio;
 pub mod preload;
 pub mod records;
+pub mod region;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -7,6 +7,8 @@
 //! the three. No dependencies: the shim runs inside other people's
 //! processes.
 
+pub mod region;
+
 /// How a setting's value is written, for options that convert units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -315,6 +317,15 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         expected: "set by delayshim fuzz --fresh-dir for each run",
         help: "the run's own empty working directory (the shim ignores it)",
+    },
+    Setting {
+        var: region::REGION_VAR,
+        option: None,
+        value_name: "",
+        kind: Kind::Path,
+        default: "",
+        expected: "set by delayshim for the processes of one run",
+        help: "the run's shared region, where the shim appends file accesses for `--conflicts`",
     },
 ];
 
