@@ -129,6 +129,8 @@ pub struct Config {
     pub record: Option<PathBuf>,
     pub replay: Option<PathBuf>,
     pub tree: Option<Tree>,
+    /// `DELAYSHIM_REGION`: the run's shared region, for access tracking.
+    pub region: Option<CString>,
 }
 
 /// The settings whose defaults are values the shim parses, in the
@@ -185,6 +187,7 @@ impl Default for Config {
             record: None,
             replay: None,
             tree: None,
+            region: None,
         };
         for var in VALUE_DEFAULTS {
             apply(
@@ -279,6 +282,9 @@ fn apply(
         TREE_VAR => config.tree = Some(parse_tree(v).ok_or_else(bad)?),
         // The campaign's, for the program: nothing for the shim.
         RUN_DIR_VAR => {}
+        delayshim_settings::region::REGION_VAR => {
+            config.region = Some(CString::new(v).map_err(|_| bad())?)
+        }
         _ => unreachable!("every setting has an arm"),
     }
     Ok(())

@@ -154,7 +154,10 @@ macro_rules! define_exports {
                     };
                     // SAFETY: as above.
                     let real = unsafe { std::mem::transmute::<*mut c_void, RealFn>(address) };
-                    crate::intercept::intercept(
+                    // Access tracking (`--conflicts`): nothing without a region.
+                    #[allow(clippy::unnecessary_cast)]
+                    let tracked = crate::track::before(Func::$name, &[$($arg as u64,)* $($va as u64)?]);
+                    let result = crate::intercept::intercept(
                         Func::$name,
                         caller,
                         || {
@@ -170,7 +173,12 @@ macro_rules! define_exports {
                             // shorter count or non-blocking command.
                             unsafe { real($($arg,)* $($va)?) }
                         },
-                    )
+                    );
+                    if let Some(pending) = tracked {
+                        #[allow(clippy::unnecessary_cast)]
+                        crate::track::after(pending, caller, result as i64);
+                    }
+                    result
                 }
             }
 

@@ -17,8 +17,12 @@ use crate::table::{Errors, Family, Func, FuncSet, FUNCS};
 
 /// Bit of each [`ACTIVE`] word that asks for calls to be counted.
 const COUNT_CALLS: u64 = 1 << 63;
-/// Functions per [`ACTIVE`] word (the top bit is [`COUNT_CALLS`]).
-const PER_WORD: usize = 63;
+/// Bit of each [`ACTIVE`] word that asks for calls to be tracked into the
+/// run's region ([`crate::track`]).
+const TRACK_CALLS: u64 = 1 << 62;
+/// Functions per [`ACTIVE`] word (the top bits are [`COUNT_CALLS`] and
+/// [`TRACK_CALLS`]).
+const PER_WORD: usize = 62;
 const WORDS: usize = FUNCS.len().div_ceil(PER_WORD);
 
 /// The functions that get delays or faults, plus [`COUNT_CALLS`] in every
@@ -41,10 +45,14 @@ pub(crate) fn activate(config: Config) {
         COUNT_CALLS
     } else {
         0
+    } | if crate::track::active() {
+        TRACK_CALLS
+    } else {
+        0
     };
     if CONFIG.set(config).is_ok() {
         for (word, active) in ACTIVE.iter().enumerate() {
-            let bits = (intercepted >> (word * PER_WORD)) as u64 & !COUNT_CALLS;
+            let bits = (intercepted >> (word * PER_WORD)) as u64 & !(COUNT_CALLS | TRACK_CALLS);
             active.store(bits | count, Relaxed);
         }
     }
@@ -70,18 +78,19 @@ pub(crate) fn config() -> Option<&'static Config> {
 }
 
 /// Whether a call to `func` goes straight to the real function: neither
-/// delayed nor counted. One load and one test.
+/// delayed, counted nor tracked. One load and one test.
 #[inline(always)]
 pub fn passes_through(func: Func) -> bool {
     let (word, bit) = slot(func);
-    ACTIVE[word].load(Relaxed) & (bit | COUNT_CALLS) == 0
+    ACTIVE[word].load(Relaxed) & (bit | COUNT_CALLS | TRACK_CALLS) == 0
 }
 
-/// Whether a call to `func` is only counted, never delayed or failed.
+/// Whether a call to `func` is only counted, never delayed, failed or
+/// tracked.
 #[inline(always)]
 pub fn counts_only(func: Func) -> bool {
     let (word, bit) = slot(func);
-    ACTIVE[word].load(Relaxed) & bit == 0
+    ACTIVE[word].load(Relaxed) & (bit | TRACK_CALLS) == 0
 }
 
 /// How to make the real call.
@@ -317,7 +326,7 @@ mod tests {
         for index in 0..FUNCS.len() {
             // SAFETY: Func is a u8 enum with one variant per FUNCS entry.
             let (word, bit) = slot(unsafe { std::mem::transmute::<u8, Func>(index as u8) });
-            assert!(word < WORDS && bit & COUNT_CALLS == 0);
+            assert!(word < WORDS && bit & (COUNT_CALLS | TRACK_CALLS) == 0);
         }
         assert_eq!(How::Short.count(10), 5);
         assert_eq!(How::Short.count(1), 1);

@@ -74,12 +74,14 @@ mod pool;
 mod process;
 mod real;
 mod record;
+mod region;
 mod replay;
 mod sandbox;
 mod sites;
 pub mod stats;
 pub mod strategy;
 pub mod table;
+mod track;
 
 /// Held by the unit tests that change or count in process-wide state (the
 /// seed and lineage, a simulated fork child's reset of the statistics), so

@@ -190,6 +190,7 @@ fn after_install(install: Option<Install>, spared: Option<bool>) {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn _exit(status: c_int) -> ! {
+    crate::track::exiting();
     crate::init::write_stats();
     crate::init::exit_now(status)
 }
@@ -197,6 +198,7 @@ pub extern "C" fn _exit(status: c_int) -> ! {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn _Exit(status: c_int) -> ! {
+    crate::track::exiting();
     crate::init::write_stats();
     crate::init::exit_now(status)
 }
@@ -205,6 +207,7 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn quick_exit(status: c_int) -> ! {
+    crate::track::exiting();
     crate::init::write_stats();
     type QuickExit = unsafe extern "C" fn(c_int) -> !;
     if let Some(real) = crate::real::QUICK_EXIT.get() {

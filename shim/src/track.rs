@@ -1,0 +1,472 @@
+//! Access tracking for `delayshim run --conflicts` and campaigns: with a
+//! region mapped ([`crate::region`]), each call on a regular file, each
+//! lock, each change of a name, and each fork, start and exit of a process
+//! becomes one fixed-size event in the region, which the command orders
+//! and analyses after the run.
+//!
+//! [`before`] notes what the real call will change (the inode a name
+//! points at before unlink or rename, the inode a descriptor closes);
+//! [`after`] writes the event from the real call's result. Both are
+//! async-signal-safe (raw or plain glibc system calls, fixed buffers, one
+//! atomic add), leave errno as they found it, and do nothing when no
+//! region is mapped. Byte ranges are exact: pread/pwrite at their offset,
+//! read/write/readv/writev at the descriptor's offset after the call minus
+//! what was transferred (which also places O_APPEND writes).
+
+use std::ffi::{c_char, c_int};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use delayshim_settings::region::{
+    path_hash, tail_into, Event, EventKind, LOCK_EXCLUSIVE, LOCK_FLOCK, LOCK_OFD, LOCK_POSIX,
+    LOCK_SHARED,
+};
+
+use crate::call::{Call, Place};
+use crate::table::{Family, Func};
+
+/// This process's pid: set at load and in fork children (getpid is a
+/// system call, and a tracked call should cost as little as possible).
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Bumped in every fork child: a thread's cached tid is then stale.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// The thread's id and the generation it was read in.
+    static TID: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, u32::MAX)) };
+}
+
+/// The length meaning "to the end of the file".
+const TO_END: u64 = u64::MAX;
+
+/// Whether calls are tracked: one load.
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    crate::region::mapped()
+}
+
+/// What [`before`] learned, for [`after`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    func: Func,
+    args: [u64; 6],
+    /// The inode involved before the call: (dev, ino), or zero.
+    before: (u64, u64),
+}
+
+fn stat_fd(fd: c_int) -> Option<libc::stat> {
+    // SAFETY: stat is plain old data; fstat is not interposed.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut stat) } == 0).then_some(stat)
+}
+
+fn stat_place(place: Place) -> Option<libc::stat> {
+    if place.path.is_null() {
+        return None;
+    }
+    // SAFETY: as above; the kernel checks the path pointer.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    let found = unsafe {
+        libc::fstatat(
+            place.dirfd,
+            place.path,
+            &mut stat,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (found == 0).then_some(stat)
+}
+
+fn is_regular(stat: &libc::stat) -> bool {
+    stat.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+fn position(fd: c_int) -> Option<u64> {
+    // SAFETY: lseek is not interposed and only asks.
+    let at = unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) };
+    u64::try_from(at).ok()
+}
+
+fn place(args: &[u64; 6], at: bool, index: usize) -> Place {
+    if at {
+        Place {
+            dirfd: args[index] as c_int,
+            path: args[index + 1] as *const c_char,
+        }
+    } else {
+        Place {
+            dirfd: libc::AT_FDCWD,
+            path: args[index] as *const c_char,
+        }
+    }
+}
+
+/// Notes what the call is about to change. `None` without a region.
+#[inline(always)]
+pub(crate) fn before(func: Func, args: &[u64]) -> Option<Pending> {
+    if !active() {
+        return None;
+    }
+    let _errno = crate::errno::SavedErrno::save();
+    let mut all = [0u64; 6];
+    let n = args.len().min(6);
+    all[..n].copy_from_slice(&args[..n]);
+    let stat = match func.family() {
+        Family::Close => stat_fd(all[0] as c_int).filter(is_regular),
+        Family::Unlink => stat_place(place(&all, func == Func::unlinkat, 0)),
+        Family::Mkdir if func == Func::rmdir => stat_place(place(&all, false, 0)),
+        _ => None,
+    };
+    Some(Pending {
+        func,
+        args: all,
+        before: stat.map_or((0, 0), |s| (s.st_dev, s.st_ino)),
+    })
+}
+
+/// Writes the call's event, from its result. Leaves errno as it was.
+pub(crate) fn after(pending: Pending, caller: usize, result: i64) {
+    let _errno = crate::errno::SavedErrno::save();
+    let _ = std::panic::catch_unwind(|| describe(&pending, caller, result));
+}
+
+fn base(kind: EventKind, func: Func, caller: usize) -> Event {
+    let mut event = Event::new(kind);
+    event.pid = PID.load(Relaxed);
+    event.tid = tid();
+    event.time = crate::delay::now_nanos();
+    event.func = func as u16;
+    if caller != 0 {
+        let _ = crate::pool::with_workspace(|space| {
+            if let Some(site) = crate::sites::site(&mut space.sites, caller) {
+                event.site = site.offset;
+                let object = site.object;
+                let name = object.rsplit(|&b| b == b'/').next().unwrap_or(object);
+                tail_into(&mut event.object, name);
+            }
+        });
+    }
+    event
+}
+
+fn tid() -> u32 {
+    let generation = GENERATION.load(Relaxed);
+    TID.try_with(|cell| {
+        let (tid, seen) = cell.get();
+        if seen == generation {
+            return tid;
+        }
+        // SAFETY: gettid cannot fail.
+        let tid = unsafe { libc::gettid() } as u32;
+        cell.set((tid, generation));
+        tid
+    })
+    .unwrap_or_else(|_| unsafe { libc::gettid() } as u32)
+}
+
+fn on_inode(event: &mut Event, stat: &libc::stat) {
+    event.dev = stat.st_dev;
+    event.ino = stat.st_ino;
+}
+
+/// An access of `len` bytes at `start` of the file behind `fd`.
+fn data(kind: EventKind, p: &Pending, caller: usize, fd: c_int, start: Option<u64>, len: u64) {
+    let Some(stat) = stat_fd(fd).filter(is_regular) else {
+        return;
+    };
+    // Without an offset: the descriptor's, after the call, minus what it moved.
+    let Some(start) = start.or_else(|| position(fd).map(|at| at.saturating_sub(len))) else {
+        return;
+    };
+    let mut event = base(kind, p.func, caller);
+    on_inode(&mut event, &stat);
+    event.start = start;
+    event.len = len;
+    crate::region::append(&event);
+}
+
+/// A name event for the path at `place`, its inode given or found.
+fn name(kind: EventKind, p: &Pending, caller: usize, place: Place, inode: Option<(u64, u64)>) {
+    let inode = inode.or_else(|| stat_place(place).map(|s| (s.st_dev, s.st_ino)));
+    let mut event = base(kind, p.func, caller);
+    if let Some((dev, ino)) = inode {
+        event.dev = dev;
+        event.ino = ino;
+    }
+    let named = crate::pool::with_workspace(|space| {
+        let call = Call::at(place.dirfd, place.path);
+        let n = crate::call::resolve_path(&call, &mut space.path)?;
+        let path = &space.path[..n];
+        event.aux = path_hash(path);
+        tail_into(&mut event.name, path);
+        Some(())
+    });
+    if named.flatten().is_some() {
+        crate::region::append(&event);
+    }
+}
+
+fn lock(p: &Pending, caller: usize, fd: c_int, kind: EventKind, mode: u64, start: u64, len: u64) {
+    let Some(stat) = stat_fd(fd).filter(is_regular) else {
+        return;
+    };
+    let mut event = base(kind, p.func, caller);
+    on_inode(&mut event, &stat);
+    event.aux = mode;
+    event.start = start;
+    event.len = len;
+    crate::region::append(&event);
+}
+
+/// A lock's range from where it starts and its signed length (0: to the end).
+fn range(start: i64, len: i64) -> (u64, u64) {
+    match len {
+        0 => (start.max(0) as u64, TO_END),
+        len if len > 0 => (start.max(0) as u64, len as u64),
+        len => ((start + len).max(0) as u64, len.unsigned_abs()),
+    }
+}
+
+fn fcntl_lock(p: &Pending, caller: usize) {
+    let (fd, cmd, arg) = (p.args[0] as c_int, p.args[1] as c_int, p.args[2]);
+    let family = match cmd {
+        libc::F_SETLK | libc::F_SETLKW => LOCK_POSIX,
+        libc::F_OFD_SETLK | libc::F_OFD_SETLKW => LOCK_OFD,
+        _ => return,
+    };
+    if arg == 0 {
+        return;
+    }
+    // SAFETY: the real fcntl just read this struct flock and succeeded.
+    let wanted = unsafe { std::ptr::read_volatile(arg as *const libc::flock) };
+    let base_at = match c_int::from(wanted.l_whence) {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => position(fd).unwrap_or(0) as i64,
+        libc::SEEK_END => stat_fd(fd).map_or(0, |s| s.st_size),
+        _ => return,
+    };
+    let (start, len) = range(base_at.saturating_add(wanted.l_start), wanted.l_len);
+    let (kind, mode) = match c_int::from(wanted.l_type) {
+        libc::F_RDLCK => (EventKind::Acquire, LOCK_SHARED),
+        libc::F_WRLCK => (EventKind::Acquire, LOCK_EXCLUSIVE),
+        libc::F_UNLCK => (EventKind::Release, 0),
+        _ => return,
+    };
+    lock(p, caller, fd, kind, mode | family, start, len);
+}
+
+fn describe(p: &Pending, caller: usize, result: i64) {
+    let args = &p.args;
+    let fd = args[0] as c_int;
+    let offset = |index: usize| (args[index] as i64 >= 0).then_some(args[index]);
+    match p.func.family() {
+        Family::Write | Family::Read | Family::Pwrite | Family::Pread if result > 0 => {
+            let kind = match p.func.family() {
+                Family::Write | Family::Pwrite => EventKind::Write,
+                _ => EventKind::Read,
+            };
+            let start = match p.func.family() {
+                Family::Pwrite | Family::Pread => offset(3),
+                _ => None,
+            };
+            data(kind, p, caller, fd, start, result as u64);
+        }
+        Family::Truncate if result == 0 => match p.func {
+            Func::ftruncate | Func::ftruncate64 => {
+                data(EventKind::Write, p, caller, fd, Some(args[1]), TO_END)
+            }
+            Func::truncate | Func::truncate64 => {
+                let at = place(args, false, 0);
+                if let Some(stat) = stat_place(at).filter(is_regular) {
+                    let mut event = base(EventKind::Write, p.func, caller);
+                    on_inode(&mut event, &stat);
+                    event.start = args[1];
+                    event.len = TO_END;
+                    crate::region::append(&event);
+                }
+            }
+            Func::fallocate | Func::fallocate64 => {
+                data(EventKind::Write, p, caller, fd, Some(args[2]), args[3])
+            }
+            _ => data(EventKind::Write, p, caller, fd, Some(args[1]), args[2]),
+        },
+        Family::Fsync if result == 0 && p.func != Func::msync => {
+            data(EventKind::Sync, p, caller, fd, Some(0), 0)
+        }
+        Family::Fcntl if result == 0 => fcntl_lock(p, caller),
+        Family::Flock if result == 0 => {
+            let op = args[1] as c_int;
+            if p.func == Func::flock {
+                let (kind, mode) = match op & !libc::LOCK_NB {
+                    libc::LOCK_SH => (EventKind::Acquire, LOCK_SHARED),
+                    libc::LOCK_EX => (EventKind::Acquire, LOCK_EXCLUSIVE),
+                    libc::LOCK_UN => (EventKind::Release, 0),
+                    _ => return,
+                };
+                lock(p, caller, fd, kind, mode | LOCK_FLOCK, 0, TO_END);
+            } else {
+                let kind = match op {
+                    libc::F_LOCK | libc::F_TLOCK => EventKind::Acquire,
+                    libc::F_ULOCK => EventKind::Release,
+                    _ => return,
+                };
+                let at = position(fd).unwrap_or(0) as i64;
+                let (start, len) = range(at, args[2] as i64);
+                let mode = if kind == EventKind::Acquire {
+                    LOCK_EXCLUSIVE
+                } else {
+                    0
+                };
+                lock(p, caller, fd, kind, mode | LOCK_POSIX, start, len);
+            }
+        }
+        Family::Open if result >= 0 => {
+            let (at, flags) = match p.func {
+                Func::openat | Func::openat64 | Func::__openat_2 | Func::__openat64_2 => {
+                    (place(args, true, 0), args[2] as c_int)
+                }
+                Func::creat | Func::creat64 => (
+                    place(args, false, 0),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+                ),
+                _ => (place(args, false, 0), args[1] as c_int),
+            };
+            let Some(stat) = stat_fd(result as c_int).filter(is_regular) else {
+                return;
+            };
+            let exclusive = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+            let kind = if exclusive {
+                EventKind::Create
+            } else {
+                EventKind::Open
+            };
+            name(kind, p, caller, at, Some((stat.st_dev, stat.st_ino)));
+            if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+                let mut event = base(EventKind::Write, p.func, caller);
+                on_inode(&mut event, &stat);
+                event.len = TO_END;
+                crate::region::append(&event);
+            }
+        }
+        Family::Close if p.before != (0, 0) => {
+            let mut event = base(EventKind::ReleaseAll, p.func, caller);
+            (event.dev, event.ino) = p.before;
+            crate::region::append(&event);
+        }
+        Family::Rename if result == 0 => {
+            let at = p.func != Func::rename;
+            let (old, new) = if at {
+                (place(args, true, 0), place(args, true, 2))
+            } else {
+                (place(args, false, 0), place(args, false, 1))
+            };
+            let moved = stat_place(new).map(|s| (s.st_dev, s.st_ino));
+            name(EventKind::Unlink, p, caller, old, moved.or(Some((0, 0))));
+            name(EventKind::RenameTo, p, caller, new, moved);
+        }
+        Family::Unlink if result == 0 => {
+            let at = place(args, p.func == Func::unlinkat, 0);
+            name(EventKind::Unlink, p, caller, at, Some(p.before));
+        }
+        Family::Link if result == 0 => {
+            let at = match p.func {
+                Func::link => place(args, false, 1),
+                Func::linkat => place(args, true, 2),
+                Func::symlink => place(args, false, 1),
+                _ => place(args, true, 1),
+            };
+            name(EventKind::Create, p, caller, at, None);
+        }
+        Family::Mkdir if result == 0 => match p.func {
+            Func::rmdir => name(
+                EventKind::Unlink,
+                p,
+                caller,
+                place(args, false, 0),
+                Some(p.before),
+            ),
+            Func::mkdirat => name(EventKind::Create, p, caller, place(args, true, 0), None),
+            _ => name(EventKind::Create, p, caller, place(args, false, 0), None),
+        },
+        _ => {}
+    }
+}
+
+/// A process event (start, fork, exit) of the calling thread.
+fn process_event(kind: EventKind, aux: u64, flags: u16, text: &[u8]) {
+    if !active() {
+        return;
+    }
+    let _errno = crate::errno::SavedErrno::save();
+    let mut event = base(kind, Func::write, 0);
+    event.func = u16::MAX;
+    event.aux = aux;
+    event.flags = flags;
+    let take = text.len().min(event.name.len());
+    event.name[..take].copy_from_slice(&text[..take]);
+    crate::region::append(&event);
+}
+
+/// `flags` of a Start event in a fork child (an exec'd program's has none).
+pub const STARTED_BY_FORK: u16 = 0x100;
+
+/// At load, after the configuration: maps the region if one is named,
+/// and says the process started. `command_line` is /proc/self/cmdline.
+pub(crate) fn init(region: Option<&std::ffi::CStr>, command_line: &[u8]) {
+    let Some(path) = region else {
+        return;
+    };
+    if crate::region::map_at_load(path).is_err() {
+        return;
+    }
+    // SAFETY: getpid and getppid cannot fail.
+    PID.store(unsafe { libc::getpid() } as u32, Relaxed);
+    let mut text = [0u8; 56];
+    let take = command_line.len().min(text.len());
+    text[..take].copy_from_slice(&command_line[..take]);
+    for b in &mut text[..take] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    process_event(
+        EventKind::Start,
+        unsafe { libc::getppid() } as u64,
+        0,
+        &text[..take],
+    );
+    // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
+    unsafe {
+        libc::pthread_atfork(Some(before_fork), None, Some(in_fork_child));
+        libc::atexit(at_exit);
+    }
+}
+
+extern "C" fn before_fork() {
+    process_event(EventKind::Fork, 0, 0, b"");
+}
+
+extern "C" fn in_fork_child() {
+    // SAFETY: getpid and getppid cannot fail.
+    PID.store(unsafe { libc::getpid() } as u32, Relaxed);
+    GENERATION.fetch_add(1, Relaxed);
+    process_event(
+        EventKind::Start,
+        unsafe { libc::getppid() } as u64,
+        STARTED_BY_FORK,
+        b"",
+    );
+}
+
+extern "C" fn at_exit() {
+    exiting();
+}
+
+/// The process ends (atexit, `_exit`): its locks go with it.
+pub(crate) fn exiting() {
+    // A vfork child shares the parent's memory and cached pid: not its exit.
+    // SAFETY: getpid cannot fail.
+    if PID.load(Relaxed) != unsafe { libc::getpid() } as u32 {
+        return;
+    }
+    process_event(EventKind::Exit, 0, 0, b"");
+}
