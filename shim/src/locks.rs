@@ -158,7 +158,7 @@ pub fn close_may_release() -> bool {
 
 /// Reads `struct flock`'s first field, `l_type`, from the caller's memory
 /// through the kernel, which answers EFAULT instead of faulting.
-fn read_lock_type(arg: c_ulong) -> Option<c_short> {
+pub(crate) fn read_lock_type(arg: c_ulong) -> Option<c_short> {
     if arg == 0 {
         return None;
     }

@@ -88,30 +88,41 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
     }
 }
 
-/// Appends `event` with its commit word last. Async-signal-safe and
-/// lock-free; drops it (and marks the region full) when out of room.
-pub(crate) fn append(event: &Event) {
+/// Claims the next slot: its index, or `None` without a region or room
+/// (then the region is marked full). Async-signal-safe and lock-free.
+/// Claiming orders events: a release is claimed before the real call, an
+/// acquisition after it, so the slot order never puts an acquisition
+/// before the release it waited for.
+pub(crate) fn claim() -> Option<u64> {
     let base = BASE.load(Ordering::Acquire);
     if base.is_null() {
-        return;
+        return None;
     }
-    let events_at = EVENTS_AT.load(Ordering::Relaxed);
-    let capacity = CAPACITY.load(Ordering::Relaxed);
+    let events_at = EVENTS_AT.load(Ordering::Relaxed) as usize;
     // SAFETY: validated: the events section's header lies in the mapping,
     // 64-byte aligned, so both words are aligned and in bounds.
-    let cursor =
-        unsafe { AtomicU64::from_ptr(base.add((events_at as usize) + events::CURSOR).cast()) };
+    let cursor = unsafe { AtomicU64::from_ptr(base.add(events_at + events::CURSOR).cast()) };
     let index = cursor.fetch_add(1, Ordering::Relaxed);
-    if index >= capacity {
+    if index >= CAPACITY.load(Ordering::Relaxed) {
         // SAFETY: as above.
-        let full =
-            unsafe { AtomicU32::from_ptr(base.add(events_at as usize + events::FULL).cast()) };
+        let full = unsafe { AtomicU32::from_ptr(base.add(events_at + events::FULL).cast()) };
         full.store(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(index)
+}
+
+/// Writes `event` into the slot [`claim`] handed out, commit word last.
+/// A claimed slot never written stays uncommitted, and readers skip it.
+pub(crate) fn write(index: u64, event: &Event) {
+    let base = BASE.load(Ordering::Acquire);
+    let capacity = CAPACITY.load(Ordering::Relaxed);
+    if base.is_null() || index >= capacity {
         return;
     }
     let layout = Layout {
         total: 0,
-        events: events_at,
+        events: EVENTS_AT.load(Ordering::Relaxed),
         capacity,
     };
     let slot = layout.slot(index) as usize;
@@ -122,6 +133,13 @@ pub(crate) fn append(event: &Event) {
     unsafe {
         std::ptr::copy_nonoverlapping(body.as_ptr(), base.add(slot + 4), body.len());
         AtomicU32::from_ptr(base.add(slot).cast()).store(COMMITTED, Ordering::Release);
+    }
+}
+
+/// Claims a slot and writes `event` into it.
+pub(crate) fn append(event: &Event) {
+    if let Some(index) = claim() {
+        write(index, event);
     }
 }
 

@@ -51,6 +51,9 @@ pub(crate) struct Pending {
     args: [u64; 6],
     /// The inode involved before the call: (dev, ino), or zero.
     before: (u64, u64),
+    /// The slot claimed before the call, for a call that releases
+    /// something (an unlock, close, unlink, rename), and when it was taken.
+    slot: Option<(u64, u64)>,
 }
 
 fn stat_fd(fd: c_int) -> Option<libc::stat> {
@@ -116,17 +119,58 @@ pub(crate) fn before(func: Func, args: &[u64]) -> Option<Pending> {
         Family::Mkdir if func == Func::rmdir => stat_place(place(&all, false, 0)),
         _ => None,
     };
+    // A close of anything but a regular file leaves no event: no slot.
+    let wanted = releases(func, &all) && (func.family() != Family::Close || stat.is_some());
+    let slot = wanted
+        .then(crate::region::claim)
+        .flatten()
+        .map(|index| (index, crate::delay::now_nanos()));
     Some(Pending {
         func,
         args: all,
         before: stat.map_or((0, 0), |s| (s.st_dev, s.st_ino)),
+        slot,
     })
+}
+
+/// Whether the call may let another task go on (release a lock, remove
+/// or replace a name): its event is then claimed before the real call.
+fn releases(func: Func, args: &[u64; 6]) -> bool {
+    match func.family() {
+        Family::Close | Family::Unlink | Family::Rename => true,
+        Family::Mkdir => func == Func::rmdir,
+        Family::Flock if func == Func::flock => args[1] as c_int & !libc::LOCK_NB == libc::LOCK_UN,
+        Family::Flock => args[1] as c_int == libc::F_ULOCK,
+        Family::Fcntl => {
+            let (cmd, arg) = (args[1] as c_int, args[2]);
+            let sets = matches!(
+                cmd,
+                libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW
+            );
+            // Read without trusting the pointer, as locks.rs does.
+            sets && crate::locks::read_lock_type(arg as std::ffi::c_ulong)
+                .is_some_and(|t| c_int::from(t) == libc::F_UNLCK)
+        }
+        _ => false,
+    }
 }
 
 /// Writes the call's event, from its result. Leaves errno as it was.
 pub(crate) fn after(pending: Pending, caller: usize, result: i64) {
     let _errno = crate::errno::SavedErrno::save();
     let _ = std::panic::catch_unwind(|| describe(&pending, caller, result));
+}
+
+/// Writes `event` into the slot claimed before the call, if one was (with
+/// the time it was claimed), else into a new one.
+fn emit(p: &Pending, mut event: Event) {
+    match p.slot {
+        Some((index, time)) => {
+            event.time = time;
+            crate::region::write(index, &event);
+        }
+        None => crate::region::append(&event),
+    }
 }
 
 fn base(kind: EventKind, func: Func, caller: usize) -> Event {
@@ -186,6 +230,18 @@ fn data(kind: EventKind, p: &Pending, caller: usize, fd: c_int, start: Option<u6
 
 /// A name event for the path at `place`, its inode given or found.
 fn name(kind: EventKind, p: &Pending, caller: usize, place: Place, inode: Option<(u64, u64)>) {
+    name_into(kind, p, caller, place, inode, true)
+}
+
+/// As [`name`]; `claimed` says whether to use the slot claimed before the call.
+fn name_into(
+    kind: EventKind,
+    p: &Pending,
+    caller: usize,
+    place: Place,
+    inode: Option<(u64, u64)>,
+    claimed: bool,
+) {
     let inode = inode.or_else(|| stat_place(place).map(|s| (s.st_dev, s.st_ino)));
     let mut event = base(kind, p.func, caller);
     if let Some((dev, ino)) = inode {
@@ -201,7 +257,11 @@ fn name(kind: EventKind, p: &Pending, caller: usize, place: Place, inode: Option
         Some(())
     });
     if named.flatten().is_some() {
-        crate::region::append(&event);
+        if claimed {
+            emit(p, event);
+        } else {
+            crate::region::append(&event);
+        }
     }
 }
 
@@ -214,7 +274,7 @@ fn lock(p: &Pending, caller: usize, fd: c_int, kind: EventKind, mode: u64, start
     event.aux = mode;
     event.start = start;
     event.len = len;
-    crate::region::append(&event);
+    emit(p, event);
 }
 
 /// A lock's range from where it starts and its signed length (0: to the end).
@@ -350,7 +410,7 @@ fn describe(p: &Pending, caller: usize, result: i64) {
         Family::Close if p.before != (0, 0) => {
             let mut event = base(EventKind::ReleaseAll, p.func, caller);
             (event.dev, event.ino) = p.before;
-            crate::region::append(&event);
+            emit(p, event);
         }
         Family::Rename if result == 0 => {
             let at = p.func != Func::rename;
@@ -360,8 +420,10 @@ fn describe(p: &Pending, caller: usize, result: i64) {
                 (place(args, false, 0), place(args, false, 1))
             };
             let moved = stat_place(new).map(|s| (s.st_dev, s.st_ino));
-            name(EventKind::Unlink, p, caller, old, moved.or(Some((0, 0))));
+            // The new name's event takes the slot claimed before the
+            // call: it publishes what the renamer wrote.
             name(EventKind::RenameTo, p, caller, new, moved);
+            name_into(EventKind::Unlink, p, caller, old, moved, false);
         }
         Family::Unlink if result == 0 => {
             let at = place(args, p.func == Func::unlinkat, 0);
