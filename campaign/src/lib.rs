@@ -18,9 +18,11 @@
 //! - [`records`]: the files a campaign writes, typed once for writer and
 //!   readers; [`output`]: standard output that may close early;
 //! - [`shim_file`]: where the command keeps the shim it carries;
-//! - [`region`]: the per-run shared region the shim writes accesses into.
+//! - [`region`]: the per-run shared region the shim writes accesses into,
+//!   and [`conflicts`]: the race detector over them.
 
 pub mod campaign;
+pub mod conflicts;
 pub mod descendants;
 pub mod fresh;
 pub mod inspect;

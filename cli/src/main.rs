@@ -3,6 +3,7 @@
 //! parsing over the `delayshim-campaign` library.
 
 mod check;
+mod conflicts;
 mod fuzz;
 mod manpage;
 mod minimize;

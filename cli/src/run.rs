@@ -26,6 +26,16 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 pub struct Args {
     #[command(flatten)]
     settings: ShimSettings<false>,
+    /// Track the program's file accesses, locks and names in a shared
+    /// region, and print the conflicts found (potential races) to stderr
+    /// when it ends.
+    #[arg(long)]
+    conflicts: bool,
+    /// With --conflicts: events the region holds (each 160 bytes of
+    /// /dev/shm); a run that makes more is analysed in part, and says so.
+    #[arg(long, value_name = "N", requires = "conflicts", default_value_t = delayshim_campaign::region::DEFAULT_EVENTS,
+          value_parser = clap::value_parser!(u64).range(1..=delayshim_campaign::region::MAX_EVENTS))]
+    conflicts_events: u64,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
@@ -72,14 +82,21 @@ pub fn main(args: Args) -> u8 {
     if let Some(seed) = drawn {
         eprintln!("delayshim run: seed {seed} (--seed {seed} repeats these delays)");
     }
-    let exec_error = std::process::Command::new(program)
+    let mut command = std::process::Command::new(program);
+    command
         .args(rest)
         .env("LD_PRELOAD", preload)
         // The command starts a tree of its own: an inherited place in
         // another run's tree must not choose this one's streams.
         .env_remove(delayshim_settings::TREE_VAR)
-        .envs(settings)
-        .exec();
+        .envs(settings);
+    if args.conflicts {
+        return match crate::conflicts::run_and_report(command, args.conflicts_events) {
+            Ok(status) => status,
+            Err(e) => error(EXIT_CANNOT_RUN, format!("{e:#}")),
+        };
+    }
+    let exec_error = command.exec();
     error(
         EXIT_CANNOT_RUN,
         format!("cannot run {}: {exec_error}", program.to_string_lossy()),

@@ -1,0 +1,746 @@
+//! Conflicts: a race detector for files across processes, run offline on
+//! the events the shim left in a run's region ([`crate::region`]).
+//!
+//! Events are taken in the order their slots were claimed: a thread's own
+//! order, and, because the shim claims a release's slot before the real
+//! call and an acquisition's after it, an order in which every lock
+//! hand-off goes from the release to the acquisition. Happens-before is
+//! kept with one vector clock per task (a thread of a process), as
+//! FastTrack does, with each access stored as its task's epoch.
+//!
+//! What orders (an edge from the first to the second):
+//! - a lock release (unlock, close of a descriptor of the inode, exit) to
+//!   every later acquisition of a lock of the same kind on the same inode
+//!   (fcntl and OFD locks together, flock apart), whatever the ranges;
+//! - the removal or replacement of a name (unlink, rename onto it) and an
+//!   `O_EXCL` creation to a later creation or open of the same path (lock
+//!   files, and rename publication);
+//! - a fork (or a spawn) to the child's start; a process's start to its
+//!   new threads' first events; a child's exit to its parent's later
+//!   events (the shim does not see `wait`, so the exit stands for it).
+//!
+//! What does not: anything through memory, which the shim does not see:
+//! mutexes between threads of one process, shared mappings (SQLite's WAL
+//! index in its `-shm` file), pipes and sockets. Pairs whose processes
+//! share a mapped file, and pairs of threads of one process, are listed
+//! apart as "ordering not visible", not as races.
+
+pub mod render;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use delayshim_settings::region::{
+    Event, EventKind, FLAG_DELAYED, LOCK_FLOCK, NAME_BYTES,
+};
+
+use crate::region::Events;
+
+/// Flags of a Start event in a fork child (the shim's `STARTED_BY_FORK`).
+const STARTED_BY_FORK: u16 = 0x100;
+/// A range this long or longer is kept apart from the interval index.
+const HUGE: u64 = 1 << 24;
+
+/// What a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingKind {
+    /// Unordered accesses of two tasks, at least one a write or a name change.
+    Conflict,
+    /// A read under one epoch of a lock, a write of it in a later epoch.
+    LockGap,
+    /// A lock taken on an inode its path no longer names.
+    StaleLock,
+    /// A conflict whose tasks may be ordered through what the shim cannot see.
+    NotVisible,
+}
+
+impl FindingKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::Conflict => "conflict",
+            FindingKind::LockGap => "lock gap",
+            FindingKind::StaleLock => "stale lock",
+            FindingKind::NotVisible => "ordering not visible",
+        }
+    }
+}
+
+/// One process of the run.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    pub pid: u32,
+    pub parent: u32,
+    /// The start of its command line (as far as an event holds).
+    pub command: String,
+}
+
+/// One side of a finding: an access or lock call.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub pid: u32,
+    pub tid: u32,
+    /// `read`, `write`, `open`, `rename to`, `lock` ...
+    pub op: &'static str,
+    /// The interposed function.
+    pub call: String,
+    /// `object+0xoffset` of the caller.
+    pub site: String,
+    /// Nanoseconds since the run's first event.
+    pub time: u64,
+    pub delayed: bool,
+    /// The byte range, where the access has one.
+    pub range: Option<(u64, u64)>,
+}
+
+/// One finding, deduplicated by its pair of sites.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The file (its path, where some event named it; else dev:ino).
+    pub file: String,
+    pub first: Access,
+    pub second: Access,
+    /// Nanoseconds between the two calls (the nearest of the pair's occurrences).
+    pub apart: u64,
+    /// How many times the pair occurred.
+    pub count: u64,
+    /// For ordering not visible: why.
+    pub note: Option<String>,
+}
+
+/// Everything the analysis of one run found.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    pub processes: BTreeMap<u32, Process>,
+    pub events: usize,
+    /// The region filled up: events after that were not seen.
+    pub full: bool,
+    pub capacity: u64,
+}
+
+impl Analysis {
+    /// Site pairs that are potential races (conflicts, lock gaps, stale
+    /// locks; not the pairs whose ordering the shim cannot see).
+    pub fn races(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.kind != FindingKind::NotVisible)
+            .count()
+    }
+
+    pub fn of_kind(&self, kind: FindingKind) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.kind == kind)
+    }
+}
+
+type Clock = Vec<u32>;
+
+fn join(into: &mut Clock, from: &Clock) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, &b) in into.iter_mut().zip(from) {
+        *a = (*a).max(b);
+    }
+}
+
+fn component(clock: &Clock, task: usize) -> u32 {
+    clock.get(task).copied().unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Task {
+    pid: u32,
+    clock: Clock,
+    /// How many exited children's clocks of its process it has joined.
+    joined_exits: usize,
+    /// Locks held: lock object -> epoch number of this task's hold.
+    held: HashMap<LockKey, u64>,
+    /// Epochs started so far, per lock object.
+    epochs: HashMap<LockKey, u64>,
+    /// Last read of an object (inode or name) per lock epoch held then:
+    /// object -> (lock, epoch, event index).
+    reads: HashMap<Object, Vec<(LockKey, u64, usize)>>,
+}
+
+#[derive(Debug, Default)]
+struct ProcessState {
+    tasks: Vec<usize>,
+    exited: bool,
+    /// Clocks of exited children, joined by its tasks at their next event.
+    child_exits: Vec<Clock>,
+    /// Shared-writable mappings are not seen by the shim; lock objects it
+    /// acquired, for its exit.
+    locks: HashSet<LockKey>,
+}
+
+/// A lock: an inode and its kind (fcntl/OFD or flock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct LockKey {
+    dev: u64,
+    ino: u64,
+    flock: bool,
+}
+
+/// What an access touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Object {
+    Inode(u64, u64),
+    Name(u64),
+}
+
+/// One remembered access in the shadow of an object.
+#[derive(Debug, Clone, Copy)]
+struct Shadow {
+    task: usize,
+    epoch: u32,
+    end: u64,
+    write: bool,
+    event: usize,
+}
+
+#[derive(Debug, Default)]
+struct ShadowMap {
+    /// start -> accesses starting there (latest per task, kind and site).
+    by_start: BTreeMap<u64, Vec<Shadow>>,
+    huge: Vec<(u64, Shadow)>,
+    widest: u64,
+}
+
+impl ShadowMap {
+    fn overlapping(&self, start: u64, end: u64, mut f: impl FnMut(u64, &Shadow)) {
+        let from = start.saturating_sub(self.widest);
+        for (&s, list) in self.by_start.range(from..end.max(from)) {
+            for shadow in list {
+                if shadow.end > start && s < end {
+                    f(s, shadow);
+                }
+            }
+        }
+        for (s, shadow) in &self.huge {
+            if shadow.end > start && *s < end {
+                f(*s, shadow);
+            }
+        }
+    }
+
+    fn insert(&mut self, start: u64, shadow: Shadow, site: &dyn Fn(usize) -> u64) {
+        let len = shadow.end.saturating_sub(start);
+        let list = if len >= HUGE {
+            // Kept as (start, shadow) pairs; replaced like the others.
+            if let Some(old) = self.huge.iter_mut().find(|(s, old)| {
+                *s == start
+                    && old.task == shadow.task
+                    && old.write == shadow.write
+                    && old.end == shadow.end
+                    && site(old.event) == site(shadow.event)
+            }) {
+                old.1 = shadow;
+            } else {
+                self.huge.push((start, shadow));
+            }
+            return;
+        } else {
+            self.widest = self.widest.max(len);
+            self.by_start.entry(start).or_default()
+        };
+        if let Some(old) = list.iter_mut().find(|old| {
+            old.task == shadow.task
+                && old.write == shadow.write
+                && old.end == shadow.end
+                && site(old.event) == site(shadow.event)
+        }) {
+            *old = shadow;
+        } else {
+            list.push(shadow);
+        }
+    }
+}
+
+/// The interposed functions' names, in the shim's table order.
+fn function_name(func: u16) -> String {
+    delayshim_settings::FAMILIES
+        .iter()
+        .flat_map(|family| family.functions.iter())
+        .nth(usize::from(func))
+        .map_or_else(|| "-".to_owned(), |name| (*name).to_owned())
+}
+
+fn site_key(event: &Event) -> u64 {
+    delayshim_settings::region::path_hash(event.object_bytes())
+        ^ event.site.rotate_left(20)
+        ^ u64::from(event.func).rotate_left(50)
+}
+
+fn op_name(event: &Event) -> &'static str {
+    match event.kind {
+        EventKind::Read => "read",
+        EventKind::Write => "write",
+        EventKind::Acquire if event.aux & delayshim_settings::region::LOCK_SHARED != 0 => {
+            "lock (shared)"
+        }
+        EventKind::Acquire => "lock",
+        EventKind::Release => "unlock",
+        EventKind::ReleaseAll => "close",
+        EventKind::Sync => "sync",
+        EventKind::Open => "open",
+        EventKind::Create => "create",
+        EventKind::Unlink => "unlink",
+        EventKind::RenameTo => "rename to",
+        EventKind::Start => "start",
+        EventKind::Fork => "fork",
+        EventKind::Exit => "exit",
+        EventKind::Wait => "wait",
+        EventKind::Map => "map",
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Analyses one run's events.
+pub fn analyse(read: &Events) -> Analysis {
+    Analyzer::new(&read.events).run(read)
+}
+
+struct Analyzer<'a> {
+    events: &'a [Event],
+    t0: u64,
+    tasks: Vec<Task>,
+    by_thread: HashMap<(u32, u32), usize>,
+    processes: HashMap<u32, ProcessState>,
+    info: BTreeMap<u32, Process>,
+    lock_clocks: HashMap<LockKey, Clock>,
+    name_clocks: HashMap<u64, Clock>,
+    shadows: HashMap<Object, ShadowMap>,
+    /// name hash -> the inode it names now (None: removed).
+    bindings: HashMap<u64, (Option<(u64, u64)>, usize)>,
+    /// (pid, inode) -> the name the process last opened it by.
+    opened_as: HashMap<(u32, u64, u64), u64>,
+    paths: HashMap<u64, String>,
+    inode_paths: HashMap<(u64, u64), String>,
+    /// Names that point at each inode now, as far as events tell.
+    names: HashMap<(u64, u64), u32>,
+    found: HashMap<(FindingKind, u64, u64), Finding>,
+}
+
+impl<'a> Analyzer<'a> {
+    fn new(events: &'a [Event]) -> Analyzer<'a> {
+        Analyzer {
+            events,
+            t0: events.iter().map(|e| e.time).min().unwrap_or(0),
+            tasks: Vec::new(),
+            by_thread: HashMap::new(),
+            processes: HashMap::new(),
+            info: BTreeMap::new(),
+            lock_clocks: HashMap::new(),
+            name_clocks: HashMap::new(),
+            shadows: HashMap::new(),
+            bindings: HashMap::new(),
+            opened_as: HashMap::new(),
+            paths: HashMap::new(),
+            inode_paths: HashMap::new(),
+            names: HashMap::new(),
+            found: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, read: &Events) -> Analysis {
+        // Names first: a finding names its file by any event's path.
+        for event in self.events {
+            if matches!(
+                event.kind,
+                EventKind::Open | EventKind::Create | EventKind::RenameTo | EventKind::Unlink
+            ) && !event.name_bytes().is_empty()
+            {
+                let path = text(event.name_bytes());
+                let shown = if event.name_bytes().len() == NAME_BYTES {
+                    format!("...{path}")
+                } else {
+                    path
+                };
+                self.paths.entry(event.aux).or_insert_with(|| shown.clone());
+                if event.ino != 0 {
+                    self.inode_paths.entry((event.dev, event.ino)).or_insert(shown);
+                }
+            }
+        }
+        for index in 0..self.events.len() {
+            self.step(index);
+        }
+        let mut findings: Vec<Finding> = self.found.into_values().collect();
+        findings.sort_by_key(|f| (f.kind, f.apart, f.first.time));
+        Analysis {
+            findings,
+            processes: self.info,
+            events: self.events.len(),
+            full: read.full,
+            capacity: read.capacity,
+        }
+    }
+
+    /// The task of an event, made on first sight (a new process, a new
+    /// thread, or a pid used again after its process exited).
+    fn task_of(&mut self, event: &Event) -> usize {
+        let key = (event.pid, event.tid);
+        let fresh_process = event.kind == EventKind::Start
+            && (event.flags & STARTED_BY_FORK != 0
+                || self.processes.get(&event.pid).is_none_or(|p| p.exited));
+        if !fresh_process {
+            if let Some(&task) = self.by_thread.get(&key) {
+                return task;
+            }
+        }
+        let index = self.tasks.len();
+        let mut clock = Clock::new();
+        if fresh_process {
+            // A new process: ordered after everything its parent did so far.
+            let parent = event.aux as u32;
+            if let Some(parent) = self.processes.get(&parent) {
+                for &t in &parent.tasks {
+                    join(&mut clock, &self.tasks[t].clock);
+                }
+            }
+            self.processes.insert(event.pid, ProcessState::default());
+            // A fork child runs its parent's program until it executes another.
+            let command = match text(event.name_bytes()).trim() {
+                "" => self.info.get(&parent).map(|p| p.command.clone()).unwrap_or_default(),
+                command => command.to_owned(),
+            };
+            self.info.insert(
+                event.pid,
+                Process {
+                    pid: event.pid,
+                    parent,
+                    command,
+                },
+            );
+        } else {
+            // A new thread: after its process's other threads so far.
+            if let Some(process) = self.processes.get(&event.pid) {
+                for &t in &process.tasks {
+                    join(&mut clock, &self.tasks[t].clock);
+                }
+            }
+            self.info.entry(event.pid).or_insert_with(|| Process {
+                pid: event.pid,
+                ..Process::default()
+            });
+        }
+        clock.resize(index + 1, 0);
+        self.tasks.push(Task {
+            pid: event.pid,
+            clock,
+            joined_exits: 0,
+            held: HashMap::new(),
+            epochs: HashMap::new(),
+            reads: HashMap::new(),
+        });
+        self.by_thread.insert(key, index);
+        self.processes.entry(event.pid).or_default().tasks.push(index);
+        index
+    }
+
+    fn step(&mut self, index: usize) {
+        let event = self.events[index];
+        let task = self.task_of(&event);
+        // A child's exit stands for the parent's wait.
+        if let Some(process) = self.processes.get(&event.pid) {
+            let exits = &process.child_exits;
+            let seen = self.tasks[task].joined_exits;
+            if seen < exits.len() {
+                let mut clock = std::mem::take(&mut self.tasks[task].clock);
+                for exit in &exits[seen..] {
+                    join(&mut clock, exit);
+                }
+                self.tasks[task].clock = clock;
+                self.tasks[task].joined_exits = exits.len();
+            }
+        }
+        let me = task;
+        self.tasks[me].clock[me] += 1;
+        let lock_key = LockKey {
+            dev: event.dev,
+            ino: event.ino,
+            flock: event.aux & LOCK_FLOCK != 0,
+        };
+        match event.kind {
+            EventKind::Start => {
+                if event.flags & STARTED_BY_FORK == 0 {
+                    if let Some(info) = self.info.get_mut(&event.pid) {
+                        info.command = text(event.name_bytes()).trim().to_owned();
+                    }
+                }
+            }
+            EventKind::Fork | EventKind::Wait | EventKind::Map | EventKind::Sync => {}
+            EventKind::Exit => {
+                let pid = event.pid;
+                let Some(process) = self.processes.get_mut(&pid) else {
+                    return;
+                };
+                process.exited = true;
+                let locks: Vec<LockKey> = process.locks.iter().copied().collect();
+                let mut clock = Clock::new();
+                for &t in &process.tasks.clone() {
+                    join(&mut clock, &self.tasks[t].clock);
+                }
+                for key in locks {
+                    join(self.lock_clocks.entry(key).or_default(), &clock);
+                }
+                let parent = self.info.get(&pid).map_or(0, |p| p.parent);
+                if let Some(parent) = self.processes.get_mut(&parent) {
+                    parent.child_exits.push(clock);
+                }
+            }
+            EventKind::Acquire => {
+                if let Some(released) = self.lock_clocks.get(&lock_key) {
+                    let released = released.clone();
+                    join(&mut self.tasks[me].clock, &released);
+                }
+                self.processes.entry(event.pid).or_default().locks.insert(lock_key);
+                self.stale_check(index, &event);
+                let t = &mut self.tasks[me];
+                if !t.held.contains_key(&lock_key) {
+                    let epoch = t.epochs.entry(lock_key).or_insert(0);
+                    *epoch += 1;
+                    t.held.insert(lock_key, *epoch);
+                }
+            }
+            EventKind::Release | EventKind::ReleaseAll => {
+                let clock = self.tasks[me].clock.clone();
+                let keys: Vec<LockKey> = if event.kind == EventKind::ReleaseAll {
+                    vec![
+                        LockKey { flock: false, ..lock_key },
+                        LockKey { flock: true, ..lock_key },
+                    ]
+                } else {
+                    vec![lock_key]
+                };
+                for key in keys {
+                    join(self.lock_clocks.entry(key).or_default(), &clock);
+                    // A whole release ends the epoch; a partial unlock of an
+                    // fcntl range may leave other bytes locked, and ends it too.
+                    let pid = event.pid;
+                    let siblings = if key.flock {
+                        vec![me]
+                    } else {
+                        self.processes.get(&pid).map_or(vec![me], |p| p.tasks.clone())
+                    };
+                    for t in siblings {
+                        self.tasks[t].held.remove(&key);
+                    }
+                }
+            }
+            EventKind::Read | EventKind::Write => {
+                let object = Object::Inode(event.dev, event.ino);
+                let end = event.start.saturating_add(event.len.max(1));
+                self.access(index, me, object, event.start, end, event.kind == EventKind::Write);
+            }
+            EventKind::Open | EventKind::Create | EventKind::RenameTo | EventKind::Unlink => {
+                let name = event.aux;
+                // Removing or replacing a name publishes; opening or
+                // creating it exclusively takes what was published.
+                if matches!(event.kind, EventKind::Open | EventKind::Create) {
+                    if let Some(clock) = self.name_clocks.get(&name) {
+                        let clock = clock.clone();
+                        join(&mut self.tasks[me].clock, &clock);
+                    }
+                }
+                let write = event.kind != EventKind::Open;
+                self.access(index, me, Object::Name(name), 0, 1, write);
+                if write {
+                    let clock = self.tasks[me].clock.clone();
+                    join(self.name_clocks.entry(name).or_default(), &clock);
+                }
+                let inode = (event.ino != 0).then_some((event.dev, event.ino));
+                let bound = match event.kind {
+                    EventKind::Unlink => None,
+                    _ => inode,
+                };
+                let before = self.bindings.get(&name).and_then(|(b, _)| *b);
+                if before != bound {
+                    if let Some(old) = before {
+                        if let Some(count) = self.names.get_mut(&old) {
+                            *count = count.saturating_sub(1);
+                        }
+                    }
+                    if let Some(new) = bound {
+                        // An inode that had lost its every name and gets
+                        // one again is a new file under a reused number.
+                        if self.names.get(&new) == Some(&0) {
+                            self.new_file(new);
+                        }
+                        *self.names.entry(new).or_insert(0) += 1;
+                    }
+                }
+                self.bindings.insert(name, (bound, index));
+                if let Some((dev, ino)) = bound {
+                    self.opened_as.insert((event.pid, dev, ino), name);
+                    if let Some(path) = self.paths.get(&name) {
+                        self.inode_paths.insert((dev, ino), path.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets what was seen of an inode number now used by another file.
+    fn new_file(&mut self, (dev, ino): (u64, u64)) {
+        let object = Object::Inode(dev, ino);
+        self.shadows.remove(&object);
+        for task in &mut self.tasks {
+            task.reads.remove(&object);
+        }
+    }
+
+    /// Checks an access against the shadow of its object, then lock gaps,
+    /// then remembers it.
+    fn access(&mut self, index: usize, me: usize, object: Object, start: u64, end: u64, write: bool) {
+        let clock = self.tasks[me].clock.clone();
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        if let Some(shadow) = self.shadows.get(&object) {
+            shadow.overlapping(start, end, |_, old| {
+                if old.task != me
+                    && (old.write || write)
+                    && old.epoch > component(&clock, old.task)
+                {
+                    hits.push((old.event, old.task));
+                }
+            });
+        }
+        for (earlier, other) in hits {
+            self.report_conflict(object, earlier, other, index, me);
+        }
+        self.lock_gap(index, me, object, write);
+        let shadow = Shadow {
+            task: me,
+            epoch: component(&clock, me),
+            end,
+            write,
+            event: index,
+        };
+        let events = self.events;
+        self.shadows
+            .entry(object)
+            .or_default()
+            .insert(start, shadow, &|i| site_key(&events[i]));
+    }
+
+    /// A read under a lock epoch remembered; a write checked against the
+    /// reads of earlier epochs of a lock it holds now.
+    fn lock_gap(&mut self, index: usize, me: usize, object: Object, write: bool) {
+        let held: Vec<(LockKey, u64)> = self.tasks[me].held.iter().map(|(k, e)| (*k, *e)).collect();
+        if held.is_empty() {
+            return;
+        }
+        if !write {
+            let reads = self.tasks[me].reads.entry(object).or_default();
+            for (key, epoch) in held {
+                if let Some(slot) = reads.iter_mut().find(|(k, _, _)| *k == key) {
+                    *slot = (key, epoch, index);
+                } else {
+                    reads.push((key, epoch, index));
+                }
+            }
+            return;
+        }
+        let Some(reads) = self.tasks[me].reads.get(&object) else {
+            return;
+        };
+        let gap = held.iter().find_map(|(key, epoch)| {
+            reads
+                .iter()
+                .find(|(k, e, _)| k == key && e < epoch)
+                .map(|&(_, _, read)| read)
+        });
+        // A read in the write's own epoch means the task looked again.
+        let reread = held.iter().any(|(key, epoch)| {
+            reads.iter().any(|(k, e, _)| k == key && e == epoch)
+        });
+        if let (Some(read), false) = (gap, reread) {
+            self.record(FindingKind::LockGap, object, read, index, None);
+        }
+    }
+
+    fn stale_check(&mut self, index: usize, event: &Event) {
+        let Some(&name) = self.opened_as.get(&(event.pid, event.dev, event.ino)) else {
+            return;
+        };
+        let Some(&(bound, rebound)) = self.bindings.get(&name) else {
+            return;
+        };
+        if bound != Some((event.dev, event.ino)) {
+            self.record(FindingKind::StaleLock, Object::Name(name), rebound, index, None);
+        }
+    }
+
+    fn report_conflict(&mut self, object: Object, earlier: usize, other: usize, later: usize, me: usize) {
+        let (a, b) = (&self.events[earlier], &self.events[later]);
+        let note = if self.tasks[other].pid == self.tasks[me].pid {
+            Some(format!(
+                "threads of one process (pid {}): their mutexes are not seen",
+                a.pid
+            ))
+        } else {
+            None
+        };
+        let _ = b;
+        let kind = if note.is_some() {
+            FindingKind::NotVisible
+        } else {
+            FindingKind::Conflict
+        };
+        self.record(kind, object, earlier, later, note);
+    }
+
+    fn record(&mut self, kind: FindingKind, object: Object, first: usize, second: usize, note: Option<String>) {
+        let (a, b) = (&self.events[first], &self.events[second]);
+        let (ka, kb) = (site_key(a), site_key(b));
+        let key = (kind, ka.min(kb), ka.max(kb));
+        let apart = b.time.abs_diff(a.time);
+        let file = match object {
+            Object::Inode(dev, ino) => self
+                .inode_paths
+                .get(&(dev, ino))
+                .cloned()
+                .unwrap_or_else(|| format!("inode {dev}:{ino}")),
+            Object::Name(hash) => self.paths.get(&hash).cloned().unwrap_or_default(),
+        };
+        let t0 = self.t0;
+        let describe = |e: &Event| Access {
+            pid: e.pid,
+            tid: e.tid,
+            op: op_name(e),
+            call: function_name(e.func),
+            site: format!("{}+{:#x}", text(e.object_bytes()), e.site),
+            time: e.time.saturating_sub(t0),
+            delayed: e.flags & FLAG_DELAYED != 0,
+            range: matches!(e.kind, EventKind::Read | EventKind::Write)
+                .then(|| (e.start, e.start.saturating_add(e.len))),
+        };
+        let finding = Finding {
+            kind,
+            file,
+            first: describe(a),
+            second: describe(b),
+            apart,
+            count: 1,
+            note,
+        };
+        self.found
+            .entry(key)
+            .and_modify(|old| {
+                old.count += 1;
+                if apart < old.apart {
+                    let count = old.count;
+                    *old = finding.clone();
+                    old.count = count;
+                }
+            })
+            .or_insert(finding);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,44 @@
+//! `delayshim run --conflicts`: the program runs as a child with a shared
+//! region of its own, and the conflicts found in it are printed when it
+//! ends. The exit status is still the program's.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use delayshim_campaign::conflicts::{analyse, render};
+use delayshim_campaign::region::Region;
+
+/// Runs `command` with a new region, prints the report to stderr, and
+/// returns the program's exit status (128 + signal when killed by one).
+pub fn run_and_report(mut command: Command, events: u64) -> Result<u8> {
+    let region = Region::create(events)?;
+    let (var, path) = region.env();
+    // Interrupting the run stops the program, not the report: a handler
+    // that does nothing (not SIG_IGN, which the child would inherit; a
+    // handler is reset to the default at exec).
+    extern "C" fn nothing(_: libc::c_int) {}
+    let handler = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installs an async-signal-safe handler that does nothing.
+    let old = unsafe {
+        (
+            libc::signal(libc::SIGINT, handler),
+            libc::signal(libc::SIGQUIT, handler),
+        )
+    };
+    let status = command.env(var, path).status();
+    // SAFETY: restores what was there.
+    unsafe {
+        libc::signal(libc::SIGINT, old.0);
+        libc::signal(libc::SIGQUIT, old.1);
+    }
+    let status = status.context("cannot run the program")?;
+    let events = region.read()?;
+    drop(region);
+    eprint!("{}", render::text(&analyse(&events)));
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+        _ => 1,
+    })
+}
