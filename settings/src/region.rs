@@ -219,7 +219,8 @@ pub enum EventKind {
     ReleaseAll = 5,
     /// fsync, fdatasync, sync_file_range.
     Sync = 6,
-    /// A name looked up and opened: `aux` the path's hash, the inode found.
+    /// A name looked up and opened: `aux` the path's hash, `start` its
+    /// directory's hash (in every name event and Map), the inode found.
     Open = 7,
     /// A name made with O_EXCL (or link, or mkdir): it did not exist.
     Create = 8,

@@ -68,6 +68,7 @@ mod init;
 pub mod intercept;
 mod lifecycle;
 pub mod locks;
+mod mapping;
 mod output;
 mod peek;
 mod pool;

@@ -57,9 +57,11 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
     }
     // SAFETY: a new shared mapping of the whole file; nothing else is
     // at the address the kernel picks.
+    // The raw system call: the shim's own `mmap` export is for the host.
     let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
+        libc::syscall(
+            libc::SYS_mmap,
+            std::ptr::null_mut::<libc::c_void>(),
             length as usize,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
@@ -67,9 +69,11 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
             0,
         )
     };
-    if base == libc::MAP_FAILED {
+    // glibc's syscall() returns -1 (errno set) for a failed call.
+    if base == -1 {
         return Err("cannot be mapped");
     }
+    let base = base as *mut libc::c_void;
     let mut prefix = [0u8; HEADER_SIZE + events::HEADER];
     // SAFETY: the mapping is at least this long (checked above).
     unsafe { std::ptr::copy_nonoverlapping(base.cast::<u8>(), prefix.as_mut_ptr(), prefix.len()) };
@@ -82,7 +86,7 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
         }
         Err(why) => {
             // SAFETY: the mapping made above, used by no one.
-            unsafe { libc::munmap(base, length as usize) };
+            unsafe { libc::syscall(libc::SYS_munmap, base, length as usize) };
             Err(why.reason())
         }
     }

@@ -253,6 +253,7 @@ fn name_into(
         let n = crate::call::resolve_path(&call, &mut space.path)?;
         let path = &space.path[..n];
         event.aux = path_hash(path);
+        event.start = path_hash(directory(path));
         tail_into(&mut event.name, path);
         Some(())
     });
@@ -468,12 +469,40 @@ fn process_event(kind: EventKind, aux: u64, flags: u16, text: &[u8]) {
     crate::region::append(&event);
 }
 
+/// The directory part of an absolute path (name events carry its hash in
+/// `start`, so the report can tell which files a shared mapping sits beside).
+fn directory(path: &[u8]) -> &[u8] {
+    let end = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    &path[..end]
+}
+
+/// A file mapped shared and writable (from [`crate::mapping`]).
+pub(crate) fn mapped_shared(fd: c_int) {
+    let _errno = crate::errno::SavedErrno::save();
+    let Some(stat) = stat_fd(fd).filter(is_regular) else {
+        return;
+    };
+    let mut event = base(EventKind::Map, Func::write, 0);
+    event.func = u16::MAX;
+    on_inode(&mut event, &stat);
+    let _ = crate::pool::with_workspace(|space| {
+        if let Some(n) = crate::call::resolve_path(&Call::fd(fd), &mut space.path) {
+            let path = &space.path[..n];
+            event.aux = path_hash(path);
+            event.start = path_hash(directory(path));
+            tail_into(&mut event.name, path);
+        }
+    });
+    crate::region::append(&event);
+}
+
 /// `flags` of a Start event in a fork child (an exec'd program's has none).
 pub const STARTED_BY_FORK: u16 = 0x100;
 
 /// At load, after the configuration: maps the region if one is named,
 /// and says the process started. `command_line` is /proc/self/cmdline.
 pub(crate) fn init(region: Option<&std::ffi::CStr>, command_line: &[u8]) {
+    crate::mapping::resolve();
     let Some(path) = region else {
         return;
     };

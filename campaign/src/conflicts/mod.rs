@@ -29,9 +29,7 @@ pub mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use delayshim_settings::region::{
-    Event, EventKind, FLAG_DELAYED, LOCK_FLOCK, NAME_BYTES,
-};
+use delayshim_settings::region::{Event, EventKind, FLAG_DELAYED, LOCK_FLOCK, NAME_BYTES};
 
 use crate::region::Events;
 
@@ -160,7 +158,8 @@ struct Task {
     epochs: HashMap<LockKey, u64>,
     /// Last read of an object (inode or name) per lock epoch held then:
     /// object -> (lock, epoch, event index).
-    reads: HashMap<Object, Vec<(LockKey, u64, usize)>>,
+    /// (lock, epoch, start, end, event index).
+    reads: HashMap<Object, Vec<(LockKey, u64, u64, u64, usize)>>,
 }
 
 #[derive(Debug, Default)]
@@ -322,6 +321,12 @@ struct Analyzer<'a> {
     inode_paths: HashMap<(u64, u64), String>,
     /// Names that point at each inode now, as far as events tell.
     names: HashMap<(u64, u64), u32>,
+    /// The directory (hash) each inode was last named in, and each name's.
+    inode_dirs: HashMap<(u64, u64), u64>,
+    name_dirs: HashMap<u64, u64>,
+    /// Per process (with its ancestors'): the directories in which it maps
+    /// a file shared and writable, with that file's path.
+    mapped: HashMap<u32, Vec<(u64, String)>>,
     found: HashMap<(FindingKind, u64, u64), Finding>,
 }
 
@@ -342,6 +347,9 @@ impl<'a> Analyzer<'a> {
             paths: HashMap::new(),
             inode_paths: HashMap::new(),
             names: HashMap::new(),
+            inode_dirs: HashMap::new(),
+            name_dirs: HashMap::new(),
+            mapped: HashMap::new(),
             found: HashMap::new(),
         }
     }
@@ -362,10 +370,13 @@ impl<'a> Analyzer<'a> {
                 };
                 self.paths.entry(event.aux).or_insert_with(|| shown.clone());
                 if event.ino != 0 {
-                    self.inode_paths.entry((event.dev, event.ino)).or_insert(shown);
+                    self.inode_paths
+                        .entry((event.dev, event.ino))
+                        .or_insert(shown);
                 }
             }
         }
+        self.collect_mappings();
         for index in 0..self.events.len() {
             self.step(index);
         }
@@ -405,7 +416,11 @@ impl<'a> Analyzer<'a> {
             self.processes.insert(event.pid, ProcessState::default());
             // A fork child runs its parent's program until it executes another.
             let command = match text(event.name_bytes()).trim() {
-                "" => self.info.get(&parent).map(|p| p.command.clone()).unwrap_or_default(),
+                "" => self
+                    .info
+                    .get(&parent)
+                    .map(|p| p.command.clone())
+                    .unwrap_or_default(),
                 command => command.to_owned(),
             };
             self.info.insert(
@@ -438,7 +453,11 @@ impl<'a> Analyzer<'a> {
             reads: HashMap::new(),
         });
         self.by_thread.insert(key, index);
-        self.processes.entry(event.pid).or_default().tasks.push(index);
+        self.processes
+            .entry(event.pid)
+            .or_default()
+            .tasks
+            .push(index);
         index
     }
 
@@ -498,7 +517,11 @@ impl<'a> Analyzer<'a> {
                     let released = released.clone();
                     join(&mut self.tasks[me].clock, &released);
                 }
-                self.processes.entry(event.pid).or_default().locks.insert(lock_key);
+                self.processes
+                    .entry(event.pid)
+                    .or_default()
+                    .locks
+                    .insert(lock_key);
                 self.stale_check(index, &event);
                 let t = &mut self.tasks[me];
                 if !t.held.contains_key(&lock_key) {
@@ -511,8 +534,14 @@ impl<'a> Analyzer<'a> {
                 let clock = self.tasks[me].clock.clone();
                 let keys: Vec<LockKey> = if event.kind == EventKind::ReleaseAll {
                     vec![
-                        LockKey { flock: false, ..lock_key },
-                        LockKey { flock: true, ..lock_key },
+                        LockKey {
+                            flock: false,
+                            ..lock_key
+                        },
+                        LockKey {
+                            flock: true,
+                            ..lock_key
+                        },
                     ]
                 } else {
                     vec![lock_key]
@@ -525,7 +554,9 @@ impl<'a> Analyzer<'a> {
                     let siblings = if key.flock {
                         vec![me]
                     } else {
-                        self.processes.get(&pid).map_or(vec![me], |p| p.tasks.clone())
+                        self.processes
+                            .get(&pid)
+                            .map_or(vec![me], |p| p.tasks.clone())
                     };
                     for t in siblings {
                         self.tasks[t].held.remove(&key);
@@ -535,7 +566,14 @@ impl<'a> Analyzer<'a> {
             EventKind::Read | EventKind::Write => {
                 let object = Object::Inode(event.dev, event.ino);
                 let end = event.start.saturating_add(event.len.max(1));
-                self.access(index, me, object, event.start, end, event.kind == EventKind::Write);
+                self.access(
+                    index,
+                    me,
+                    object,
+                    event.start,
+                    end,
+                    event.kind == EventKind::Write,
+                );
             }
             EventKind::Open | EventKind::Create | EventKind::RenameTo | EventKind::Unlink => {
                 let name = event.aux;
@@ -575,7 +613,9 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 self.bindings.insert(name, (bound, index));
+                self.name_dirs.insert(name, event.start);
                 if let Some((dev, ino)) = bound {
+                    self.inode_dirs.insert((dev, ino), event.start);
                     self.opened_as.insert((event.pid, dev, ino), name);
                     if let Some(path) = self.paths.get(&name) {
                         self.inode_paths.insert((dev, ino), path.clone());
@@ -583,6 +623,61 @@ impl<'a> Analyzer<'a> {
                 }
             }
         }
+    }
+
+    /// Which directories each process maps a file in (shared, writable),
+    /// its ancestors' mappings included (a fork child inherits them).
+    fn collect_mappings(&mut self) {
+        let mut own: HashMap<u32, Vec<(u64, String)>> = HashMap::new();
+        let mut parents: HashMap<u32, u32> = HashMap::new();
+        for event in self.events {
+            match event.kind {
+                EventKind::Map => own
+                    .entry(event.pid)
+                    .or_default()
+                    .push((event.start, text(event.name_bytes()))),
+                EventKind::Start if event.flags & STARTED_BY_FORK != 0 => {
+                    parents.insert(event.pid, event.aux as u32);
+                }
+                _ => {}
+            }
+        }
+        let pids: HashSet<u32> = self.events.iter().map(|e| e.pid).collect();
+        for pid in pids {
+            let mut all = Vec::new();
+            let (mut at, mut hops) = (Some(pid), 0);
+            while let (Some(p), true) = (at, hops < 64) {
+                all.extend(own.get(&p).into_iter().flatten().cloned());
+                at = parents.get(&p).copied();
+                hops += 1;
+            }
+            all.sort();
+            all.dedup();
+            if !all.is_empty() {
+                self.mapped.insert(pid, all);
+            }
+        }
+    }
+
+    /// The shared mapping beside `object` that both processes have, if any:
+    /// they may have ordered their accesses through it.
+    fn shared_mapping(&self, object: Object, pids: &[u32]) -> Option<String> {
+        let dir = match object {
+            Object::Inode(dev, ino) => self.inode_dirs.get(&(dev, ino)),
+            Object::Name(name) => self.name_dirs.get(&name),
+        }?;
+        let first = self.mapped.get(pids.first()?)?;
+        first
+            .iter()
+            .find(|(d, path)| {
+                d == dir
+                    && pids[1..].iter().all(|pid| {
+                        self.mapped
+                            .get(pid)
+                            .is_some_and(|m| m.iter().any(|(_, p)| p == path))
+                    })
+            })
+            .map(|(_, path)| path.clone())
     }
 
     /// Forgets what was seen of an inode number now used by another file.
@@ -596,14 +691,20 @@ impl<'a> Analyzer<'a> {
 
     /// Checks an access against the shadow of its object, then lock gaps,
     /// then remembers it.
-    fn access(&mut self, index: usize, me: usize, object: Object, start: u64, end: u64, write: bool) {
+    fn access(
+        &mut self,
+        index: usize,
+        me: usize,
+        object: Object,
+        start: u64,
+        end: u64,
+        write: bool,
+    ) {
         let clock = self.tasks[me].clock.clone();
         let mut hits: Vec<(usize, usize)> = Vec::new();
         if let Some(shadow) = self.shadows.get(&object) {
             shadow.overlapping(start, end, |_, old| {
-                if old.task != me
-                    && (old.write || write)
-                    && old.epoch > component(&clock, old.task)
+                if old.task != me && (old.write || write) && old.epoch > component(&clock, old.task)
                 {
                     hits.push((old.event, old.task));
                 }
@@ -612,7 +713,7 @@ impl<'a> Analyzer<'a> {
         for (earlier, other) in hits {
             self.report_conflict(object, earlier, other, index, me);
         }
-        self.lock_gap(index, me, object, write);
+        self.lock_gap(index, me, object, (start, end), write);
         let shadow = Shadow {
             task: me,
             epoch: component(&clock, me),
@@ -629,7 +730,16 @@ impl<'a> Analyzer<'a> {
 
     /// A read under a lock epoch remembered; a write checked against the
     /// reads of earlier epochs of a lock it holds now.
-    fn lock_gap(&mut self, index: usize, me: usize, object: Object, write: bool) {
+    fn lock_gap(
+        &mut self,
+        index: usize,
+        me: usize,
+        object: Object,
+        range: (u64, u64),
+        write: bool,
+    ) {
+        let (start, end) = range;
+        let overlaps = |s: u64, e: u64| s < end && start < e;
         let held: Vec<(LockKey, u64)> = self.tasks[me].held.iter().map(|(k, e)| (*k, *e)).collect();
         if held.is_empty() {
             return;
@@ -637,10 +747,13 @@ impl<'a> Analyzer<'a> {
         if !write {
             let reads = self.tasks[me].reads.entry(object).or_default();
             for (key, epoch) in held {
-                if let Some(slot) = reads.iter_mut().find(|(k, _, _)| *k == key) {
-                    *slot = (key, epoch, index);
-                } else {
-                    reads.push((key, epoch, index));
+                let entry = (key, epoch, start, end, index);
+                match reads
+                    .iter_mut()
+                    .find(|r| r.0 == key && (r.2, r.3) == (start, end))
+                {
+                    Some(slot) => *slot = entry,
+                    None => reads.push(entry),
                 }
             }
             return;
@@ -651,15 +764,25 @@ impl<'a> Analyzer<'a> {
         let gap = held.iter().find_map(|(key, epoch)| {
             reads
                 .iter()
-                .find(|(k, e, _)| k == key && e < epoch)
-                .map(|&(_, _, read)| read)
+                .find(|r| r.0 == *key && r.1 < *epoch && overlaps(r.2, r.3))
+                .map(|r| r.4)
         });
-        // A read in the write's own epoch means the task looked again.
-        let reread = held.iter().any(|(key, epoch)| {
-            reads.iter().any(|(k, e, _)| k == key && e == epoch)
-        });
+        // A read of the file in the write's own epoch means the task
+        // looked again (SQLite rereads its change counter, not the page).
+        let reread = held
+            .iter()
+            .any(|(key, epoch)| reads.iter().any(|r| r.0 == *key && r.1 == *epoch));
         if let (Some(read), false) = (gap, reread) {
-            self.record(FindingKind::LockGap, object, read, index, None);
+            let pid = self.tasks[me].pid;
+            match self.shared_mapping(object, &[pid]) {
+                Some(path) => {
+                    let note = format!(
+                        "pid {pid} maps {path} shared: it may have checked through it that its read still held"
+                    );
+                    self.record(FindingKind::NotVisible, object, read, index, Some(note));
+                }
+                None => self.record(FindingKind::LockGap, object, read, index, None),
+            }
         }
     }
 
@@ -671,13 +794,31 @@ impl<'a> Analyzer<'a> {
             return;
         };
         if bound != Some((event.dev, event.ino)) {
-            self.record(FindingKind::StaleLock, Object::Name(name), rebound, index, None);
+            self.record(
+                FindingKind::StaleLock,
+                Object::Name(name),
+                rebound,
+                index,
+                None,
+            );
         }
     }
 
-    fn report_conflict(&mut self, object: Object, earlier: usize, other: usize, later: usize, me: usize) {
+    fn report_conflict(
+        &mut self,
+        object: Object,
+        earlier: usize,
+        other: usize,
+        later: usize,
+        me: usize,
+    ) {
         let (a, b) = (&self.events[earlier], &self.events[later]);
-        let note = if self.tasks[other].pid == self.tasks[me].pid {
+        let note = if let Some(path) = self.shared_mapping(object, &[a.pid, b.pid]) {
+            Some(format!(
+                "pids {} and {} both map {path} shared: they may be ordered through it",
+                a.pid, b.pid
+            ))
+        } else if self.tasks[other].pid == self.tasks[me].pid {
             Some(format!(
                 "threads of one process (pid {}): their mutexes are not seen",
                 a.pid
@@ -685,7 +826,6 @@ impl<'a> Analyzer<'a> {
         } else {
             None
         };
-        let _ = b;
         let kind = if note.is_some() {
             FindingKind::NotVisible
         } else {
@@ -694,7 +834,14 @@ impl<'a> Analyzer<'a> {
         self.record(kind, object, earlier, later, note);
     }
 
-    fn record(&mut self, kind: FindingKind, object: Object, first: usize, second: usize, note: Option<String>) {
+    fn record(
+        &mut self,
+        kind: FindingKind,
+        object: Object,
+        first: usize,
+        second: usize,
+        note: Option<String>,
+    ) {
         let (a, b) = (&self.events[first], &self.events[second]);
         let (ka, kb) = (site_key(a), site_key(b));
         let key = (kind, ka.min(kb), ka.max(kb));

@@ -56,7 +56,12 @@ impl Script {
     fn lock(&mut self, pid: u32, kind: EventKind, family: u64) -> &mut Script {
         self.push(pid, kind, |e| {
             (e.dev, e.ino) = LOCKFILE;
-            e.aux = family | if kind == EventKind::Acquire { LOCK_EXCLUSIVE } else { 0 };
+            e.aux = family
+                | if kind == EventKind::Acquire {
+                    LOCK_EXCLUSIVE
+                } else {
+                    0
+                };
             e.len = u64::MAX;
         })
     }
@@ -234,7 +239,11 @@ fn a_lock_on_an_unlinked_lock_file_is_stale() {
         s.analyse()
     };
     let stale = run(true);
-    assert!(kinds(&stale).contains(&FindingKind::StaleLock), "{:?}", stale.findings);
+    assert!(
+        kinds(&stale).contains(&FindingKind::StaleLock),
+        "{:?}",
+        stale.findings
+    );
     assert_eq!(run(false).races(), 0);
 }
 
@@ -290,7 +299,10 @@ fn a_finding_is_one_per_site_pair_with_the_nearest_times() {
     assert_eq!(analysis.findings[0].apart, 1000);
     let text = render::text(&analysis);
     assert!(text.contains("potential races: 1 site pairs"), "{text}");
-    assert!(text.contains("prog+0x10") && text.contains("prog+0x20"), "{text}");
+    assert!(
+        text.contains("prog+0x10") && text.contains("prog+0x20"),
+        "{text}"
+    );
 }
 
 #[test]
