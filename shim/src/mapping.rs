@@ -36,7 +36,18 @@ unsafe fn forward(
         },
         None => {
             // SAFETY: the caller's arguments, to the raw system call.
-            let raw = unsafe { libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, offset) };
+            // Every argument a full register: syscall() is variadic.
+            let raw = unsafe {
+                libc::syscall(
+                    libc::SYS_mmap,
+                    addr,
+                    len as libc::c_long,
+                    libc::c_long::from(prot),
+                    libc::c_long::from(flags),
+                    libc::c_long::from(fd),
+                    offset as libc::c_long,
+                )
+            };
             raw as *mut c_void
         }
     };

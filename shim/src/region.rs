@@ -59,14 +59,15 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
     // at the address the kernel picks.
     // The raw system call: the shim's own `mmap` export is for the host.
     let base = unsafe {
+        // Every argument a full register: syscall() is variadic.
         libc::syscall(
             libc::SYS_mmap,
-            std::ptr::null_mut::<libc::c_void>(),
-            length as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
+            0 as libc::c_long,
+            length as libc::c_long,
+            libc::c_long::from(libc::PROT_READ | libc::PROT_WRITE),
+            libc::c_long::from(libc::MAP_SHARED),
+            libc::c_long::from(fd),
+            0 as libc::c_long,
         )
     };
     // glibc's syscall() returns -1 (errno set) for a failed call.
@@ -86,7 +87,7 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
         }
         Err(why) => {
             // SAFETY: the mapping made above, used by no one.
-            unsafe { libc::syscall(libc::SYS_munmap, base, length as usize) };
+            unsafe { libc::syscall(libc::SYS_munmap, base, length as libc::c_long) };
             Err(why.reason())
         }
     }
