@@ -38,6 +38,20 @@ const STARTED_BY_FORK: u16 = 0x100;
 /// A range this long or longer is kept apart from the interval index.
 const HUGE: u64 = 1 << 24;
 
+/// A conflict with an unlocked read, not yet reported.
+#[derive(Debug, Clone, Copy)]
+struct Optimistic {
+    /// The reader, and the bytes it read.
+    task: usize,
+    object: Object,
+    start: u64,
+    end: u64,
+    earlier: usize,
+    other: usize,
+    later: usize,
+    me: usize,
+}
+
 /// What a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FindingKind {
@@ -152,8 +166,9 @@ struct Task {
     clock: Clock,
     /// How many exited children's clocks of its process it has joined.
     joined_exits: usize,
-    /// Locks held: lock object -> epoch number of this task's hold.
-    held: HashMap<LockKey, u64>,
+    /// Locks held: lock object -> this task's epoch number of it, and the
+    /// byte ranges held (an epoch lasts while any range is held).
+    held: HashMap<LockKey, (u64, Vec<(u64, u64)>)>,
     /// Epochs started so far, per lock object.
     epochs: HashMap<LockKey, u64>,
     /// Last read of an object (inode or name) per lock epoch held then:
@@ -196,6 +211,8 @@ struct Shadow {
     end: u64,
     write: bool,
     event: usize,
+    /// A read made without a lock on the file.
+    unlocked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +238,18 @@ impl ShadowMap {
                 f(*s, shadow);
             }
         }
+    }
+
+    /// Drops `task`'s unlocked reads that overlap `start..end`.
+    fn forget_unlocked_reads(&mut self, task: usize, start: u64, end: u64) {
+        let stale = |s: u64, sh: &Shadow| {
+            sh.task == task && sh.unlocked && !sh.write && sh.end > start && s < end
+        };
+        let from = start.saturating_sub(self.widest);
+        for (&s, list) in self.by_start.range_mut(from..end.max(from)) {
+            list.retain(|sh| !stale(s, sh));
+        }
+        self.huge.retain(|(s, sh)| !stale(*s, sh));
     }
 
     fn insert(&mut self, start: u64, shadow: Shadow, site: &dyn Fn(usize) -> u64) {
@@ -319,6 +348,9 @@ struct Analyzer<'a> {
     opened_as: HashMap<(u32, u64, u64), u64>,
     paths: HashMap<u64, String>,
     inode_paths: HashMap<(u64, u64), String>,
+    /// Conflicts whose read was made without a lock, kept until the reader
+    /// reads the bytes again under a lock (then they were optimistic).
+    optimistic: Vec<Optimistic>,
     /// Names that point at each inode now, as far as events tell.
     names: HashMap<(u64, u64), u32>,
     /// The directory (hash) each inode was last named in, and each name's.
@@ -347,6 +379,7 @@ impl<'a> Analyzer<'a> {
             paths: HashMap::new(),
             inode_paths: HashMap::new(),
             names: HashMap::new(),
+            optimistic: Vec::new(),
             inode_dirs: HashMap::new(),
             name_dirs: HashMap::new(),
             mapped: HashMap::new(),
@@ -380,6 +413,9 @@ impl<'a> Analyzer<'a> {
         for index in 0..self.events.len() {
             self.step(index);
         }
+        for o in std::mem::take(&mut self.optimistic) {
+            self.report_conflict(o.object, o.earlier, o.other, o.later, o.me);
+        }
         let mut findings: Vec<Finding> = self.found.into_values().collect();
         findings.sort_by_key(|f| (f.kind, f.apart, f.first.time));
         Analysis {
@@ -408,10 +444,12 @@ impl<'a> Analyzer<'a> {
         if fresh_process {
             // A new process: ordered after everything its parent did so far.
             let parent = event.aux as u32;
-            if let Some(parent) = self.processes.get(&parent) {
-                for &t in &parent.tasks {
-                    join(&mut clock, &self.tasks[t].clock);
-                }
+            let parent_tasks = self.processes.get(&parent).map(|p| p.tasks.clone());
+            for t in parent_tasks.unwrap_or_default() {
+                // Spawned with vfork, the child comes before its parent's
+                // next event: the parent's waits so far count already.
+                self.absorb_exits(t);
+                join(&mut clock, &self.tasks[t].clock);
             }
             self.processes.insert(event.pid, ProcessState::default());
             // A fork child runs its parent's program until it executes another.
@@ -461,22 +499,28 @@ impl<'a> Analyzer<'a> {
         index
     }
 
+    /// A child's exit stands for its parent's wait: the parent's tasks
+    /// take the exited children's clocks at their next event.
+    fn absorb_exits(&mut self, task: usize) {
+        let Some(process) = self.processes.get(&self.tasks[task].pid) else {
+            return;
+        };
+        let exits = &process.child_exits;
+        let seen = self.tasks[task].joined_exits;
+        if seen < exits.len() {
+            let mut clock = std::mem::take(&mut self.tasks[task].clock);
+            for exit in &exits[seen..] {
+                join(&mut clock, exit);
+            }
+            self.tasks[task].clock = clock;
+            self.tasks[task].joined_exits = exits.len();
+        }
+    }
+
     fn step(&mut self, index: usize) {
         let event = self.events[index];
         let task = self.task_of(&event);
-        // A child's exit stands for the parent's wait.
-        if let Some(process) = self.processes.get(&event.pid) {
-            let exits = &process.child_exits;
-            let seen = self.tasks[task].joined_exits;
-            if seen < exits.len() {
-                let mut clock = std::mem::take(&mut self.tasks[task].clock);
-                for exit in &exits[seen..] {
-                    join(&mut clock, exit);
-                }
-                self.tasks[task].clock = clock;
-                self.tasks[task].joined_exits = exits.len();
-            }
-        }
+        self.absorb_exits(task);
         let me = task;
         self.tasks[me].clock[me] += 1;
         let lock_key = LockKey {
@@ -523,11 +567,19 @@ impl<'a> Analyzer<'a> {
                     .locks
                     .insert(lock_key);
                 self.stale_check(index, &event);
+                let range = (event.start, event.start.saturating_add(event.len));
                 let t = &mut self.tasks[me];
-                if !t.held.contains_key(&lock_key) {
-                    let epoch = t.epochs.entry(lock_key).or_insert(0);
-                    *epoch += 1;
-                    t.held.insert(lock_key, *epoch);
+                match t.held.get_mut(&lock_key) {
+                    Some((_, ranges)) => {
+                        if !ranges.contains(&range) {
+                            ranges.push(range);
+                        }
+                    }
+                    None => {
+                        let epoch = t.epochs.entry(lock_key).or_insert(0);
+                        *epoch += 1;
+                        t.held.insert(lock_key, (*epoch, vec![range]));
+                    }
                 }
             }
             EventKind::Release | EventKind::ReleaseAll => {
@@ -548,8 +600,13 @@ impl<'a> Analyzer<'a> {
                 };
                 for key in keys {
                     join(self.lock_clocks.entry(key).or_default(), &clock);
-                    // A whole release ends the epoch; a partial unlock of an
-                    // fcntl range may leave other bytes locked, and ends it too.
+                    // An epoch ends when no range is held any more: SQLite
+                    // unlocks its PENDING byte while it keeps SHARED.
+                    let released = if event.kind == EventKind::ReleaseAll {
+                        (0, u64::MAX)
+                    } else {
+                        (event.start, event.start.saturating_add(event.len))
+                    };
                     let pid = event.pid;
                     let siblings = if key.flock {
                         vec![me]
@@ -559,7 +616,13 @@ impl<'a> Analyzer<'a> {
                             .map_or(vec![me], |p| p.tasks.clone())
                     };
                     for t in siblings {
-                        self.tasks[t].held.remove(&key);
+                        let held = &mut self.tasks[t].held;
+                        if let Some((_, ranges)) = held.get_mut(&key) {
+                            ranges.retain(|&(s, e)| !(s < released.1 && released.0 < e));
+                            if ranges.is_empty() {
+                                held.remove(&key);
+                            }
+                        }
                     }
                 }
             }
@@ -701,17 +764,53 @@ impl<'a> Analyzer<'a> {
         write: bool,
     ) {
         let clock = self.tasks[me].clock.clone();
-        let mut hits: Vec<(usize, usize)> = Vec::new();
+        let locked = match object {
+            Object::Inode(dev, ino) => self.tasks[me]
+                .held
+                .keys()
+                .any(|k| (k.dev, k.ino) == (dev, ino)),
+            Object::Name(_) => true,
+        };
+        if !write && locked {
+            // Read again under a lock: the task's earlier unlocked reads
+            // of these bytes were optimistic, and this one checks them.
+            self.optimistic.retain(|o| {
+                !(o.task == me && o.object == object && o.start < end && start < o.end)
+            });
+            if let Some(shadow) = self.shadows.get_mut(&object) {
+                shadow.forget_unlocked_reads(me, start, end);
+            }
+        }
+        let mut hits: Vec<(usize, usize, Option<(usize, u64, u64)>)> = Vec::new();
         if let Some(shadow) = self.shadows.get(&object) {
-            shadow.overlapping(start, end, |_, old| {
+            shadow.overlapping(start, end, |s, old| {
                 if old.task != me && (old.write || write) && old.epoch > component(&clock, old.task)
                 {
-                    hits.push((old.event, old.task));
+                    let unlocked_read = if !old.write && old.unlocked {
+                        Some((old.task, s, old.end))
+                    } else if !write && !locked {
+                        Some((me, start, end))
+                    } else {
+                        None
+                    };
+                    hits.push((old.event, old.task, unlocked_read));
                 }
             });
         }
-        for (earlier, other) in hits {
-            self.report_conflict(object, earlier, other, index, me);
+        for (earlier, other, unlocked_read) in hits {
+            match unlocked_read {
+                Some((task, start, end)) => self.optimistic.push(Optimistic {
+                    task,
+                    object,
+                    start,
+                    end,
+                    earlier,
+                    other,
+                    later: index,
+                    me,
+                }),
+                None => self.report_conflict(object, earlier, other, index, me),
+            }
         }
         self.lock_gap(index, me, object, (start, end), write);
         let shadow = Shadow {
@@ -720,6 +819,7 @@ impl<'a> Analyzer<'a> {
             end,
             write,
             event: index,
+            unlocked: !locked,
         };
         let events = self.events;
         self.shadows
@@ -740,7 +840,11 @@ impl<'a> Analyzer<'a> {
     ) {
         let (start, end) = range;
         let overlaps = |s: u64, e: u64| s < end && start < e;
-        let held: Vec<(LockKey, u64)> = self.tasks[me].held.iter().map(|(k, e)| (*k, *e)).collect();
+        let held: Vec<(LockKey, u64)> = self.tasks[me]
+            .held
+            .iter()
+            .map(|(k, (e, _))| (*k, *e))
+            .collect();
         if held.is_empty() {
             return;
         }

@@ -329,3 +329,91 @@ fn a_reused_inode_number_is_a_new_file() {
     let analysis = s.analyse();
     assert_eq!(analysis.findings.len(), 0, "{:?}", analysis.findings);
 }
+
+#[test]
+fn an_unlocked_read_checked_again_under_a_lock_is_optimistic() {
+    // SQLite reads its header without a lock when it opens a database,
+    // and again under its lock before it trusts it.
+    let run = |checks_again: bool| {
+        let mut s = Script::new();
+        s.start(1, 0, false);
+        s.start(2, 0, false);
+        s.lock(1, EventKind::Acquire, LOCK_POSIX);
+        s.push(1, EventKind::Write, |e| {
+            (e.dev, e.ino) = LOCKFILE;
+            e.len = 4096;
+        });
+        s.push(2, EventKind::Read, |e| {
+            (e.dev, e.ino) = LOCKFILE;
+            e.len = 100;
+        });
+        s.lock(1, EventKind::Release, LOCK_POSIX);
+        s.lock(2, EventKind::Acquire, LOCK_POSIX);
+        if checks_again {
+            s.push(2, EventKind::Read, |e| {
+                (e.dev, e.ino) = LOCKFILE;
+                e.start = 24;
+                e.len = 16;
+            });
+        }
+        s.lock(2, EventKind::Release, LOCK_POSIX);
+        s.analyse()
+    };
+    assert_eq!(run(false).races(), 1);
+    assert_eq!(run(true).races(), 0, "{:?}", run(true).findings);
+}
+
+#[test]
+fn an_unlocked_read_checked_before_the_write_is_optimistic_too() {
+    let mut s = Script::new();
+    s.start(1, 0, false);
+    s.start(2, 0, false);
+    s.push(2, EventKind::Read, |e| {
+        (e.dev, e.ino) = LOCKFILE;
+        e.len = 100;
+    });
+    s.lock(2, EventKind::Acquire, LOCK_POSIX);
+    s.push(2, EventKind::Read, |e| {
+        (e.dev, e.ino) = LOCKFILE;
+        e.start = 24;
+        e.len = 16;
+    });
+    s.lock(2, EventKind::Release, LOCK_POSIX);
+    s.lock(1, EventKind::Acquire, LOCK_POSIX);
+    s.push(1, EventKind::Write, |e| {
+        (e.dev, e.ino) = LOCKFILE;
+        e.len = 4096;
+    });
+    s.lock(1, EventKind::Release, LOCK_POSIX);
+    assert_eq!(s.analyse().races(), 0, "{:?}", s.analyse().findings);
+}
+
+#[test]
+fn a_partial_unlock_keeps_the_rest_of_the_lock_held() {
+    // Lock two ranges, unlock one, read and write: still one epoch, no gap.
+    let mut s = Script::new();
+    s.start(1, 0, false);
+    for start in [0, 100] {
+        s.push(1, EventKind::Acquire, |e| {
+            (e.dev, e.ino) = LOCKFILE;
+            e.aux = LOCK_POSIX | LOCK_EXCLUSIVE;
+            e.start = start;
+            e.len = 1;
+        });
+    }
+    s.data(1, EventKind::Read, 0, 8);
+    s.push(1, EventKind::Release, |e| {
+        (e.dev, e.ino) = LOCKFILE;
+        e.aux = LOCK_POSIX;
+        e.start = 100;
+        e.len = 1;
+    });
+    s.push(1, EventKind::Acquire, |e| {
+        (e.dev, e.ino) = LOCKFILE;
+        e.aux = LOCK_POSIX | LOCK_EXCLUSIVE;
+        e.start = 100;
+        e.len = 1;
+    });
+    s.data(1, EventKind::Write, 0, 8);
+    assert_eq!(s.analyse().findings.len(), 0, "{:?}", s.analyse().findings);
+}
