@@ -340,6 +340,8 @@ struct Analyzer<'a> {
     processes: HashMap<u32, ProcessState>,
     info: BTreeMap<u32, Process>,
     lock_clocks: HashMap<LockKey, Clock>,
+    /// Each process's clock at its latest fork, for the child's start.
+    fork_clocks: HashMap<u32, Clock>,
     name_clocks: HashMap<u64, Clock>,
     shadows: HashMap<Object, ShadowMap>,
     /// name hash -> the inode it names now (None: removed).
@@ -372,6 +374,7 @@ impl<'a> Analyzer<'a> {
             processes: HashMap::new(),
             info: BTreeMap::new(),
             lock_clocks: HashMap::new(),
+            fork_clocks: HashMap::new(),
             name_clocks: HashMap::new(),
             shadows: HashMap::new(),
             bindings: HashMap::new(),
@@ -444,12 +447,20 @@ impl<'a> Analyzer<'a> {
         if fresh_process {
             // A new process: ordered after everything its parent did so far.
             let parent = event.aux as u32;
-            let parent_tasks = self.processes.get(&parent).map(|p| p.tasks.clone());
-            for t in parent_tasks.unwrap_or_default() {
-                // Spawned with vfork, the child comes before its parent's
-                // next event: the parent's waits so far count already.
-                self.absorb_exits(t);
-                join(&mut clock, &self.tasks[t].clock);
+            let forked = event.flags & STARTED_BY_FORK != 0;
+            match self.fork_clocks.get(&parent) {
+                // A fork child: after what the forking thread did before fork.
+                Some(at_fork) if forked => clock = at_fork.clone(),
+                _ => {
+                    let parent_tasks = self.processes.get(&parent).map(|p| p.tasks.clone());
+                    for t in parent_tasks.unwrap_or_default() {
+                        // Spawned with vfork (no fork event), the child comes
+                        // before its parent's next event: the parent's waits
+                        // so far count already.
+                        self.absorb_exits(t);
+                        join(&mut clock, &self.tasks[t].clock);
+                    }
+                }
             }
             self.processes.insert(event.pid, ProcessState::default());
             // A fork child runs its parent's program until it executes another.
@@ -470,9 +481,15 @@ impl<'a> Analyzer<'a> {
                 },
             );
         } else {
-            // A new thread: after its process's other threads so far.
+            // A new thread: after what its process's main thread did so
+            // far (threads are mostly made there; pthread_create is not seen).
             if let Some(process) = self.processes.get(&event.pid) {
-                for &t in &process.tasks {
+                let main = process
+                    .tasks
+                    .iter()
+                    .copied()
+                    .find(|&t| self.by_thread.get(&(event.pid, event.pid)) == Some(&t));
+                for t in main.map_or_else(|| process.tasks.clone(), |t| vec![t]) {
                     join(&mut clock, &self.tasks[t].clock);
                 }
             }
@@ -536,7 +553,11 @@ impl<'a> Analyzer<'a> {
                     }
                 }
             }
-            EventKind::Fork | EventKind::Wait | EventKind::Map | EventKind::Sync => {}
+            EventKind::Fork => {
+                let clock = self.tasks[me].clock.clone();
+                self.fork_clocks.insert(event.pid, clock);
+            }
+            EventKind::Wait | EventKind::Map | EventKind::Sync => {}
             EventKind::Exit => {
                 let pid = event.pid;
                 let Some(process) = self.processes.get_mut(&pid) else {
