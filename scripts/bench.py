@@ -98,12 +98,20 @@ def part_overhead(quick):
         ("shim, function not selected (DELAYSHIM_FUNCS=fsync)", shim_env({"DELAYSHIM_FUNCS": "fsync"})),
         ("shim, counted only (DELAYSHIM_ENABLE=0, DELAYSHIM_STATS)",
          shim_env({"DELAYSHIM_ENABLE": "0", "DELAYSHIM_STATS": stats})),
+        # Conflicts tracking: `delayshim run --conflicts` makes the region
+        # (room for every event of the run, so no call finds it full).
+        ("shim, tracked (delayshim run --conflicts --enable 0)", clean_env()),
     ]
+    tracked_events = 4 * batches * per_batch + 1000
+    tracked = [str(RELEASE / "delayshim"), "run", "--conflicts", "--enable", "0",
+               "--conflicts-events", str(tracked_events), "--"]
     samples = {name: {} for name, _ in configs}
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         for _ in range(runs):
             for name, env in configs:
                 command = [str(RELEASE / "probe"), "paired", tmp, str(batches), str(per_batch)]
+                if "tracked" in name:
+                    command = tracked + command
                 status, _, stdout = timed(command, env)
                 assert status == 0, stdout
                 for field in stdout.split():

@@ -6,6 +6,7 @@ mod util;
 mod campaign;
 mod cli;
 mod config;
+mod conflicts;
 mod crash;
 mod detection;
 mod driver;

@@ -363,6 +363,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     }
     let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status));
     output::print(&summary.text(!campaign.keep_going));
+    output::print(&crate::conflicts::campaign::summary_line(&out));
     summary.write_json(&out.join(report::SUMMARY), code)?;
     Ok(code)
 }

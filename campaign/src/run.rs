@@ -245,6 +245,9 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         setup: spec.setup.clone(),
     }
     .write(&dir.join(RUN_JSON))?;
+    // Conflicts: the run's own shared region (not in run.json: a replay
+    // makes its own).
+    let region = crate::conflicts::campaign::attach(&mut command);
     let start = Instant::now();
     let mut child = reaper
         .spawn(&mut command)
@@ -275,6 +278,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
     let elapsed = start.elapsed();
     // Whatever the program left running, in its group or not, goes too.
     let left_running = reaper.kill_leftovers(group, &marker);
+    crate::conflicts::campaign::finish(region, dir);
     let counts = Counts::read(&dir.join(STATS))?;
     let outcome = match ended {
         Ended::Interrupted => Outcome::Interrupted,

@@ -38,6 +38,9 @@ pub fn main(args: Args) -> u8 {
                 output::print(&format!("{:#}\n", merged.json()));
             } else {
                 output::print(&merged.markdown());
+                output::print(&delayshim_campaign::conflicts::campaign::markdown(
+                    &args.dirs,
+                ));
             }
             merged.exit_code()
         }

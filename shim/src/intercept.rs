@@ -160,6 +160,8 @@ where
     let Some(Prepared { decision, blocks }) = prepared else {
         return call(How::Real);
     };
+    // For the conflicts timeline: this call was delayed or failed.
+    crate::track::note_delayed();
     if decision.before_nanos > 0 {
         if blocks {
             if !sleep_interruptible(decision.before_nanos) {

@@ -33,6 +33,15 @@ static GENERATION: AtomicU32 = AtomicU32::new(0);
 thread_local! {
     /// The thread's id and the generation it was read in.
     static TID: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, u32::MAX)) };
+    /// Whether the shim delayed (or failed) the call being tracked.
+    static DELAYED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the thread's current call as delayed, for its event's flags.
+pub(crate) fn note_delayed() {
+    if active() {
+        let _ = DELAYED.try_with(|cell| cell.set(true));
+    }
 }
 
 /// The length meaning "to the end of the file".
@@ -110,6 +119,7 @@ pub(crate) fn before(func: Func, args: &[u64]) -> Option<Pending> {
         return None;
     }
     let _errno = crate::errno::SavedErrno::save();
+    let _ = DELAYED.try_with(|cell| cell.set(false));
     let mut all = [0u64; 6];
     let n = args.len().min(6);
     all[..n].copy_from_slice(&args[..n]);
@@ -179,6 +189,9 @@ fn base(kind: EventKind, func: Func, caller: usize) -> Event {
     event.tid = tid();
     event.time = crate::delay::now_nanos();
     event.func = func as u16;
+    if DELAYED.try_with(std::cell::Cell::get).unwrap_or(false) {
+        event.flags |= delayshim_settings::region::FLAG_DELAYED;
+    }
     if caller != 0 {
         let _ = crate::pool::with_workspace(|space| {
             if let Some(site) = crate::sites::site(&mut space.sites, caller) {

@@ -25,6 +25,7 @@
 //! share a mapped file, and pairs of threads of one process, are listed
 //! apart as "ordering not visible", not as races.
 
+pub mod campaign;
 pub mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -286,7 +287,7 @@ impl ShadowMap {
 }
 
 /// The interposed functions' names, in the shim's table order.
-fn function_name(func: u16) -> String {
+pub(crate) fn function_name(func: u16) -> String {
     delayshim_settings::FAMILIES
         .iter()
         .flat_map(|family| family.functions.iter())
@@ -300,7 +301,7 @@ fn site_key(event: &Event) -> u64 {
         ^ u64::from(event.func).rotate_left(50)
 }
 
-fn op_name(event: &Event) -> &'static str {
+pub(crate) fn op_name(event: &Event) -> &'static str {
     match event.kind {
         EventKind::Read => "read",
         EventKind::Write => "write",
@@ -323,7 +324,7 @@ fn op_name(event: &Event) -> &'static str {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
