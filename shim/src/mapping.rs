@@ -5,6 +5,9 @@
 //! of calling those pairs races. Without a region the real function is
 //! called and nothing else happens.
 
+// Unit tests compile the exported functions out.
+#![cfg_attr(test, allow(dead_code))]
+
 use std::ffi::{c_int, c_void};
 
 use crate::real::Real;

@@ -490,6 +490,7 @@ fn directory(path: &[u8]) -> &[u8] {
 }
 
 /// A file mapped shared and writable (from [`crate::mapping`]).
+#[cfg_attr(test, allow(dead_code))]
 pub(crate) fn mapped_shared(fd: c_int) {
     let _errno = crate::errno::SavedErrno::save();
     let Some(stat) = stat_fd(fd).filter(is_regular) else {

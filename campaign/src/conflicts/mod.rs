@@ -174,8 +174,26 @@ struct Task {
     epochs: HashMap<LockKey, u64>,
     /// Last read of an object (inode or name) per lock epoch held then:
     /// object -> (lock, epoch, event index).
-    /// (lock, epoch, start, end, event index).
-    reads: HashMap<Object, Vec<(LockKey, u64, u64, u64, usize)>>,
+    reads: HashMap<Object, Vec<LockedRead>>,
+}
+
+/// A read made under an epoch of a lock, for lock gaps.
+#[derive(Debug, Clone, Copy)]
+struct LockedRead {
+    lock: LockKey,
+    epoch: u64,
+    start: u64,
+    end: u64,
+    event: usize,
+}
+
+/// An earlier access that conflicts with the current one; with the
+/// reader and bytes when the read side was made without a lock.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    earlier: usize,
+    other: usize,
+    unlocked_read: Option<(usize, u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -803,7 +821,7 @@ impl<'a> Analyzer<'a> {
                 shadow.forget_unlocked_reads(me, start, end);
             }
         }
-        let mut hits: Vec<(usize, usize, Option<(usize, u64, u64)>)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         if let Some(shadow) = self.shadows.get(&object) {
             shadow.overlapping(start, end, |s, old| {
                 if old.task != me && (old.write || write) && old.epoch > component(&clock, old.task)
@@ -815,11 +833,20 @@ impl<'a> Analyzer<'a> {
                     } else {
                         None
                     };
-                    hits.push((old.event, old.task, unlocked_read));
+                    hits.push(Hit {
+                        earlier: old.event,
+                        other: old.task,
+                        unlocked_read,
+                    });
                 }
             });
         }
-        for (earlier, other, unlocked_read) in hits {
+        for Hit {
+            earlier,
+            other,
+            unlocked_read,
+        } in hits
+        {
             match unlocked_read {
                 Some((task, start, end)) => self.optimistic.push(Optimistic {
                     task,
@@ -873,10 +900,16 @@ impl<'a> Analyzer<'a> {
         if !write {
             let reads = self.tasks[me].reads.entry(object).or_default();
             for (key, epoch) in held {
-                let entry = (key, epoch, start, end, index);
+                let entry = LockedRead {
+                    lock: key,
+                    epoch,
+                    start,
+                    end,
+                    event: index,
+                };
                 match reads
                     .iter_mut()
-                    .find(|r| r.0 == key && (r.2, r.3) == (start, end))
+                    .find(|r| r.lock == key && (r.start, r.end) == (start, end))
                 {
                     Some(slot) => *slot = entry,
                     None => reads.push(entry),
@@ -890,14 +923,14 @@ impl<'a> Analyzer<'a> {
         let gap = held.iter().find_map(|(key, epoch)| {
             reads
                 .iter()
-                .find(|r| r.0 == *key && r.1 < *epoch && overlaps(r.2, r.3))
-                .map(|r| r.4)
+                .find(|r| r.lock == *key && r.epoch < *epoch && overlaps(r.start, r.end))
+                .map(|r| r.event)
         });
         // A read of the file in the write's own epoch means the task
         // looked again (SQLite rereads its change counter, not the page).
         let reread = held
             .iter()
-            .any(|(key, epoch)| reads.iter().any(|r| r.0 == *key && r.1 == *epoch));
+            .any(|(key, epoch)| reads.iter().any(|r| r.lock == *key && r.epoch == *epoch));
         if let (Some(read), false) = (gap, reread) {
             let pid = self.tasks[me].pid;
             match self.shared_mapping(object, &[pid]) {
