@@ -950,6 +950,21 @@ def write_report(results):
         native = ov["rows"][0]
         out += ["", "The calls themselves (libc's, median ns): " + ", ".join(
             f"{label} {native[k + '_direct_ns']['median']:.0f}" for k, label in calls) + ".", ""]
+        if any("tracked" in row["config"] for row in ov["rows"]):
+            out += ["The tracked row is `delayshim run --conflicts --enable 0` around the same probe, with a "
+                    "region large enough for every event. Goal for tracking: at most 150 ns added to a tracked "
+                    "call; not met. A tracked call on a descriptor makes one `fstat` of its own (the inode an "
+                    "event names), and `read`/`write`/`readv`/`writev` an `lseek` too (the offset they moved "
+                    "from), each a system call that costs about as much as the call measured here; the "
+                    "event itself (clock, call site, one atomic add, 160 bytes into shared memory) is a small "
+                    "part (`perf`: `track::after` and `track::base` under 3% of samples, the system calls' "
+                    "kernel side most of the rest; `strace -c`: exactly one `newfstatat` per tracked call). "
+                    "Caching the inode per descriptor would remove the `fstat`, but glibc's own `fclose`, "
+                    "`pipe`, `socket` and `dup2` reuse descriptor numbers where no wrapper sees it, and a stale "
+                    "entry names the wrong file: a false report. Rows above it are unchanged by tracking: "
+                    "without `DELAYSHIM_REGION` the pass-through test is the same one load and one test "
+                    "(the tracking bit shares the word). fcntl(F_GETFL) is not an event, and pays only the "
+                    "slow path.", ""]
     mn = results.get("minimize")
     if mn:
         out += ["## Explaining a failure: minimize", "",
