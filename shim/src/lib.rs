@@ -26,13 +26,16 @@
 //! unit test, `modules_import_each_other_in_layers`, keeps it so):
 //!
 //! ```text
-//! exports, exec, lifecycle        every exported symbol
+//! exports, exec, lifecycle,       every exported symbol (mapping: mmap,
+//! mapping                         seen only while tracking)
 //! init                            load, fork handlers, exit
 //! intercept                       the call pipeline, top to bottom
+//! track                           access events for --conflicts
 //! record, process, strategy       output of decisions; per-process and
 //! replay, pool, sites, config     per-thread state; deciding; settings
 //! call, stats, real, delay,       describing a call (no side effects),
 //! decision, faults, locks, table  counting, real functions, sleeping
+//! region                          the run's shared region (mapped, appended)
 //! output, peek, guard, sandbox,   leaves: raw system calls, errno,
 //! errno, families                  the function list (hashing, drawing
 //!                                 delays, globs and errno names are in

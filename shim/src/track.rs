@@ -516,7 +516,6 @@ pub const STARTED_BY_FORK: u16 = 0x100;
 /// At load, after the configuration: maps the region if one is named,
 /// and says the process started. `command_line` is /proc/self/cmdline.
 pub(crate) fn init(region: Option<&std::ffi::CStr>, command_line: &[u8]) {
-    crate::mapping::resolve();
     let Some(path) = region else {
         return;
     };
