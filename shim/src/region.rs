@@ -40,6 +40,7 @@ pub(crate) fn map_at_load(path: &CStr) -> Result<(), &'static str> {
 fn map_fd(fd: i32) -> Result<(), &'static str> {
     // SAFETY: stat is plain old data; fstat fills it.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one struct stat into `stat`.
     if unsafe { libc::fstat(fd, &mut stat) } != 0 {
         return Err("cannot be examined");
     }

@@ -68,7 +68,9 @@ pub(crate) struct Pending {
 fn stat_fd(fd: c_int) -> Option<libc::stat> {
     // SAFETY: stat is plain old data; fstat is not interposed.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    (unsafe { libc::fstat(fd, &mut stat) } == 0).then_some(stat)
+    // SAFETY: fstat writes one struct stat into `stat`.
+    let found = unsafe { libc::fstat(fd, &mut stat) };
+    (found == 0).then_some(stat)
 }
 
 fn stat_place(place: Place) -> Option<libc::stat> {
@@ -77,6 +79,7 @@ fn stat_place(place: Place) -> Option<libc::stat> {
     }
     // SAFETY: as above; the kernel checks the path pointer.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat writes one struct stat; the kernel checks the path.
     let found = unsafe {
         libc::fstatat(
             place.dirfd,
@@ -217,6 +220,7 @@ fn tid() -> u32 {
         cell.set((tid, generation));
         tid
     })
+    // SAFETY: gettid cannot fail.
     .unwrap_or_else(|_| unsafe { libc::gettid() } as u32)
 }
 
@@ -532,12 +536,9 @@ pub(crate) fn init(region: Option<&std::ffi::CStr>, command_line: &[u8]) {
             *b = b' ';
         }
     }
-    process_event(
-        EventKind::Start,
-        unsafe { libc::getppid() } as u64,
-        0,
-        &text[..take],
-    );
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() } as u64;
+    process_event(EventKind::Start, parent, 0, &text[..take]);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
     unsafe {
         libc::pthread_atfork(Some(before_fork), None, Some(in_fork_child));
@@ -553,12 +554,9 @@ extern "C" fn in_fork_child() {
     // SAFETY: getpid and getppid cannot fail.
     PID.store(unsafe { libc::getpid() } as u32, Relaxed);
     GENERATION.fetch_add(1, Relaxed);
-    process_event(
-        EventKind::Start,
-        unsafe { libc::getppid() } as u64,
-        STARTED_BY_FORK,
-        b"",
-    );
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() } as u64;
+    process_event(EventKind::Start, parent, STARTED_BY_FORK, b"");
 }
 
 extern "C" fn at_exit() {
