@@ -76,8 +76,18 @@ static int counter(const char *form) {
     int fd = open_or_die(path(0, "counter"), O_RDWR | O_CREAT);
     write_counter(fd, 0);
     close(fd);
+    /* Both children start when both exist (a pipe, which orders nothing
+     * the shim sees): the shim takes a child's exit for its parent's wait,
+     * and a first child done before the second's fork would be ordered
+     * before it. */
+    int go[2];
+    if (pipe(go) != 0)
+        die("pipe");
     for (int child = 0; child < 2; child++) {
         if (fork() == 0) {
+            char byte;
+            if (read(go[0], &byte, 1) != 1)
+                die("read");
             int own = open_or_die(path(0, "counter"), O_RDWR);
             for (int i = 0; i < 20; i++) {
                 if (strcmp(form, "racy"))
@@ -89,6 +99,8 @@ static int counter(const char *form) {
             _exit(0);
         }
     }
+    if (write(go[1], "xx", 2) != 2)
+        die("write");
     wait_all();
     fd = open_or_die(path(0, "counter"), O_RDONLY);
     printf("counter %llu\n", (unsigned long long)read_counter(fd));
@@ -181,24 +193,40 @@ static int threads(const char *form) {
 
 /* The parent writes, then runs itself again (fork + exec) to write the
  * same bytes; it writes once more after the child exited (fixed), or at
- * once (racy). */
+ * once (racy). A pipe (which orders nothing the shim sees) holds the
+ * child's write back until the parent's racy write is made, so the child
+ * cannot have exited first (the shim takes an exit for its parent's wait). */
 static int exec_case(const char *self, const char *form) {
     int fd = open_or_die(path(0, "shared"), O_RDWR | O_CREAT);
     write_counter(fd, 1);
+    int go[2];
+    if (pipe(go) != 0)
+        die("pipe");
     pid_t child = fork();
     if (child == 0) {
-        execl(self, self, dir, "exec-child", form, (char *)NULL);
+        char reader[16];
+        snprintf(reader, sizeof reader, "%d", go[0]);
+        execl(self, self, dir, "exec-child", reader, (char *)NULL);
         die("execl");
     }
-    if (!strcmp(form, "fixed"))
+    if (!strcmp(form, "fixed")) {
+        if (write(go[1], "x", 1) != 1)
+            die("write");
         wait_all();
-    write_counter(fd, 3);
-    wait_all();
+        write_counter(fd, 3);
+    } else {
+        write_counter(fd, 3);
+        if (write(go[1], "x", 1) != 1)
+            die("write");
+        wait_all();
+    }
     return 0;
 }
 
-static int exec_child(void) {
-    usleep(20000);
+static int exec_child(const char *reader) {
+    char byte;
+    if (read(atoi(reader), &byte, 1) != 1)
+        die("read");
     int fd = open_or_die(path(0, "shared"), O_RDWR);
     write_counter(fd, 2);
     return 0;
@@ -207,6 +235,9 @@ static int exec_child(void) {
 /* A writer publishes a file for a reader: written in place under the
  * reader's eyes (racy), or written to a temporary name and renamed (fixed). */
 static int rename_case(const char *form) {
+    int done[2];
+    if (pipe(done) != 0)
+        die("pipe");
     if (fork() == 0) {
         int fd;
         if (!strcmp(form, "racy")) {
@@ -221,8 +252,10 @@ static int rename_case(const char *form) {
                 die("rename");
         }
         /* The shim does not see wait(): a child's exit orders it before
-         * its parent's later calls. Linger, so the reader reads first. */
-        usleep(50000);
+         * its parent's later calls. Linger until the reader has read. */
+        char byte;
+        if (read(done[0], &byte, 1) != 1)
+            die("read");
         _exit(0);
     }
     int fd;
@@ -231,6 +264,8 @@ static int rename_case(const char *form) {
     uint64_t v;
     while ((v = read_counter(fd)) == 0)
         usleep(1000);
+    if (write(done[1], "x", 1) != 1)
+        die("write");
     wait_all();
     printf("read %llu\n", (unsigned long long)v);
     return 0;
@@ -278,7 +313,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "exec"))
         return exec_case(argv[0], form);
     if (!strcmp(c, "exec-child"))
-        return exec_child();
+        return exec_child(form);
     if (!strcmp(c, "rename"))
         return rename_case(form);
     if (!strcmp(c, "reuse"))
