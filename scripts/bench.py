@@ -34,7 +34,7 @@ CHART = ROOT / "benchmarks" / "detection-vs-mean.svg"
 REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
-PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign"]
+PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts"]
 # `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
 REPORT_ONLY = "report"
 
@@ -124,6 +124,55 @@ def part_overhead(quick):
         log(f"overhead: {row}")
     return {"batches": batches, "per_batch": per_batch, "runs": runs, "rows": rows,
             "command": f"probe paired /dev/shm/DIR {batches} {per_batch}"}
+
+
+# --------------------------------------------------------------- conflicts
+
+# (name, command, kind of report expected or None for a correct program,
+# file it names)
+CONFLICT_PROGRAMS = [
+    ("driver 8x8x100", [str(RELEASE / "driver")], None, None),
+    ("sqlite3 CLI, .timeout", [str(ROOT / "benchmarks/conflicts/sqlite_cli.sh")], None, None),
+    ("flock-correct JSON store (python)", ["python3", str(ROOT / "benchmarks/conflicts/flock_store.py")],
+     None, None),
+    ("json-store", [str(RELEASE / "json-store")], "lock gap", "store.json"),
+    ("lock-gap", [str(RELEASE / "lock-gap")], "lock gap", "counter"),
+    ("flock-counter", [str(RELEASE / "flock-counter")], "lock gap", "counters"),
+    ("lockfile", [str(RELEASE / "lockfile")], "conflict", "app.lock"),
+]
+
+
+def part_conflicts(quick):
+    # `delayshim run --conflicts` with the shim's default delays, each run
+    # with its own seed: how many runs report a potential race, and, for
+    # the racy targets, the expected kind on the expected file.
+    runs = 5 if quick else 20
+    rows = {}
+    for name, command, kind, file in CONFLICT_PROGRAMS:
+        row = {"runs": 0, "passed": 0, "reported": 0, "reported_passing": 0, "expected": 0,
+               "expected_passing": 0, "full": 0}
+        for seed in range(1, runs + 1):
+            with tempfile.TemporaryDirectory() as tmp:
+                args = [tmp] if name.endswith("(python)") else []
+                full = [str(RELEASE / "delayshim"), "run", "--conflicts", "--seed", str(seed), "--"]
+                out = subprocess.run(full + command + args, env=clean_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, timeout=600)
+            report = out.stderr
+            races = int(report.split("potential races: ")[1].split()[0]) if "potential races: " in report else -1
+            expected = kind is not None and any(
+                line.startswith(kind + ": ") and file in line for line in report.splitlines())
+            passed = out.returncode == 0
+            row["runs"] += 1
+            row["passed"] += passed
+            row["reported"] += races > 0
+            row["reported_passing"] += races > 0 and passed
+            row["expected"] += expected
+            row["expected_passing"] += expected and passed
+            row["full"] += "region filled up" in report
+        rows[name] = {**row, "expect": kind or "none"}
+        log(f"conflicts: {name}: {row}")
+    return {"runs": runs, "rows": rows,
+            "command": "delayshim run --conflicts --seed I -- PROGRAM (default delays)"}
 
 
 # ------------------------------------------------------------------ driver
@@ -965,6 +1014,27 @@ def write_report(results):
                     "without `DELAYSHIM_REGION` the pass-through test is the same one load and one test "
                     "(the tracking bit shares the word). fcntl(F_GETFL) is not an event, and pays only the "
                     "slow path.", ""]
+    cf = results.get("conflicts")
+    if cf:
+        out += ["## Conflicts: precision and recall", "",
+                f"`{cf['command']}`, seeds 1 to {cf['runs']} per program. Correct programs should report no "
+                "potential race in any run; racy targets should report the expected kind on the expected file "
+                "(goal: in at least 90% of the runs that pass, and in failing runs too).", "",
+                "| program | expected | runs | passed | runs reporting a race | expected report (all runs) "
+                "| expected report (passing runs) | region full |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in cf["rows"].items():
+            expected = "-" if r["expect"] == "none" else f"{r['expected']}/{r['runs']}"
+            passing = "-" if r["expect"] == "none" else f"{r['expected_passing']}/{r['passed']}"
+            out.append(f"| {name} | {r['expect']} | {r['runs']} | {r['passed']} | {r['reported']} | {expected} | "
+                       f"{passing} | {r['full']} |")
+        out += ["", "The lock gaps (json-store, lock-gap, flock-counter) are one task's read-modify-write split "
+                "across two epochs of a lock: reported in every run that takes that path, failing or not. "
+                "lockfile's race (breaking a stale lock) is a conflict between two processes inside the "
+                "check-then-unlink at once: with the default delays they overlap in every run; a run where "
+                "they never overlap (no delays, `--enable 0`) orders every access through the lock file's "
+                "create and unlink, and has nothing unordered to report. Tracking makes each tracked call "
+                "slower (see the overhead part), which changes how often the targets fail.", ""]
     mn = results.get("minimize")
     if mn:
         out += ["## Explaining a failure: minimize", "",
