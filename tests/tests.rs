@@ -16,6 +16,7 @@ mod families;
 mod faults;
 mod fork;
 mod hostile;
+mod pct;
 mod reach;
 mod readme;
 mod reliability;

@@ -9,10 +9,14 @@ use anyhow::{Context, Result};
 use delayshim_campaign::conflicts::{analyse, render};
 use delayshim_campaign::region::Region;
 
-/// Runs `command` with a new region, prints the report to stderr, and
-/// returns the program's exit status (128 + signal when killed by one).
-pub fn run_and_report(mut command: Command, events: u64) -> Result<u8> {
-    let region = Region::create(events)?;
+/// Events a region holds when it serves `pct` only, not a report.
+const PCT_ONLY_EVENTS: u64 = 1;
+
+/// Runs `command` with a new region, prints the conflicts report to
+/// stderr when `report` names its events' room, and returns the program's
+/// exit status (128 + signal when killed by one).
+pub fn run_in_region(mut command: Command, report: Option<u64>) -> Result<u8> {
+    let region = Region::create(report.unwrap_or(PCT_ONLY_EVENTS))?;
     let (var, path) = region.env();
     // Interrupting the run stops the program, not the report: a handler
     // that does nothing (not SIG_IGN, which the child would inherit; a
@@ -33,9 +37,11 @@ pub fn run_and_report(mut command: Command, events: u64) -> Result<u8> {
         libc::signal(libc::SIGQUIT, old.1);
     }
     let status = status.context("cannot run the program")?;
-    let events = region.read()?;
+    if report.is_some() {
+        let events = region.read()?;
+        eprint!("{}", render::text(&analyse(&events)));
+    }
     drop(region);
-    eprint!("{}", render::text(&analyse(&events)));
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => 128u8.wrapping_add(signal as u8),

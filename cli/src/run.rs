@@ -90,8 +90,17 @@ pub fn main(args: Args) -> u8 {
         // another run's tree must not choose this one's streams.
         .env_remove(delayshim_settings::TREE_VAR)
         .envs(settings);
-    if args.conflicts {
-        return match crate::conflicts::run_and_report(command, args.conflicts_events) {
+    // pct's tasks wait for each other through the run's region, which
+    // must be removed after the run: the command then stays as a parent.
+    let pct = args
+        .settings
+        .get("DELAYSHIM_STRATEGY")
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DELAYSHIM_STRATEGY").ok())
+        .is_some_and(|strategy| strategy.trim() == "pct");
+    if args.conflicts || pct {
+        let report = args.conflicts.then_some(args.conflicts_events);
+        return match crate::conflicts::run_in_region(command, report) {
             Ok(status) => status,
             Err(e) => error(EXIT_CANNOT_RUN, format!("{e:#}")),
         };

@@ -69,8 +69,8 @@ pub const SETTINGS: &[Setting] = &[
         "NAME",
         Kind::Text,
         "every",
-        "every, sparse, victims or sites",
-        "how calls are chosen for a delay: every selected call (every), a few change points per thread (sparse), only victim threads (victims), or a random quarter of call sites (sites)",
+        "every, sparse, victims, sites or pct",
+        "how calls are chosen for a delay: every selected call (every), a few change points per thread (sparse), only victim threads (victims), a random quarter of call sites (sites), or priorities across the run's processes and threads (pct: needs the run's region, which delayshim run and fuzz make)",
     ),
     // SQLite's critical sections last tens of microseconds, so a mean of a
     // few hundred stretches them by an order of magnitude, enough to reorder

@@ -53,8 +53,36 @@ pub mod events {
     pub const HEADER: usize = 64;
 }
 
-/// Reserved bytes of the tasks section.
+/// Bytes of the tasks section: the `pct` strategy's scheduling state.
 pub const TASKS_SIZE: u64 = 64 * 1024;
+
+/// The tasks section: a header, then one slot per task (thread of a
+/// process) that reached a scheduling point. Offsets inside the section:
+pub mod tasks {
+    /// u64, atomic: scheduling points passed by all tasks of the run.
+    pub const STEP: usize = 0;
+    /// u64, atomic: one past the highest slot ever claimed.
+    pub const USED: usize = 8;
+    /// Bytes of the section's header; slots follow.
+    pub const HEADER: usize = 64;
+    /// Bytes per slot.
+    pub const SLOT_SIZE: usize = 64;
+    /// Offsets inside a slot, each an atomic u64:
+    /// the task (pid << 32 | tid, plus one), 0 while the slot is free;
+    pub const ID: usize = 0;
+    /// its priority (higher runs first);
+    pub const PRIORITY: usize = 8;
+    /// [`WAITING`] at a scheduling point, or [`RUNNING`] past it;
+    pub const STATE: usize = 16;
+    /// the monotonic time, in ns, it last reached or left a point.
+    pub const SEEN: usize = 24;
+    pub const RUNNING: u64 = 0;
+    pub const WAITING: u64 = 1;
+    /// Slots in a section of `size` bytes.
+    pub const fn slots(size: u64) -> usize {
+        (size as usize).saturating_sub(HEADER) / SLOT_SIZE
+    }
+}
 
 /// Bytes of one event slot.
 pub const EVENT_SIZE: usize = 160;
@@ -73,6 +101,9 @@ pub struct Layout {
     pub events: u64,
     /// Slots in the events section.
     pub capacity: u64,
+    /// Offset of the tasks section, and its size.
+    pub tasks: u64,
+    pub tasks_size: u64,
 }
 
 /// Why a region was refused.
@@ -115,6 +146,8 @@ impl Layout {
             total: tasks + TASKS_SIZE,
             events,
             capacity,
+            tasks,
+            tasks_size: TASKS_SIZE,
         }
     }
 
@@ -186,13 +219,17 @@ impl Layout {
             return Err(Invalid::Section);
         }
         let (tasks, tasks_size) = sections[Section::Tasks as usize];
-        if tasks < events + events_size && events < tasks + tasks_size {
+        if (tasks < events + events_size && events < tasks + tasks_size)
+            || tasks_size < tasks::HEADER as u64
+        {
             return Err(Invalid::Section);
         }
         Ok(Layout {
             total,
             events,
             capacity,
+            tasks,
+            tasks_size,
         })
     }
 

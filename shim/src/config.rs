@@ -74,6 +74,8 @@ pub enum Strategy {
     Sparse,
     Victims,
     Sites,
+    /// Priorities across the run's tasks (PCT), through the run's region.
+    Pct,
 }
 
 impl Strategy {
@@ -83,6 +85,7 @@ impl Strategy {
             Strategy::Sparse => "sparse",
             Strategy::Victims => "victims",
             Strategy::Sites => "sites",
+            Strategy::Pct => "pct",
         }
     }
 }
@@ -314,6 +317,7 @@ fn apply_shape(
                     ("sparse", Strategy::Sparse),
                     ("victims", Strategy::Victims),
                     ("sites", Strategy::Sites),
+                    ("pct", Strategy::Pct),
                 ],
             )
             .ok_or_else(bad)?

@@ -2,6 +2,7 @@
 //! which the output layer records and the call path carries out.
 
 use crate::faults::Fault;
+use crate::pct::Turn;
 
 /// What the shim does to one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -9,6 +10,9 @@ pub struct Decision {
     pub before_nanos: u64,
     pub after_nanos: u64,
     pub fault: Option<Fault>,
+    /// `pct`: `before_nanos` is a bound, and the call waits for this
+    /// task's turn, at most that long.
+    pub turn: Option<Turn>,
 }
 
 impl Decision {

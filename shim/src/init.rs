@@ -76,6 +76,9 @@ extern "C" fn init() {
         if config.stats.is_some() {
             libc::atexit(write_stats);
         }
+        if config.strategy == crate::config::Strategy::Pct {
+            libc::atexit(leave_pct);
+        }
     }
     if config.stats.is_some() {
         crate::stats::write_start();
@@ -95,6 +98,11 @@ pub(crate) fn before_sandbox() {
 pub(crate) fn enter_sandbox() {
     crate::intercept::deactivate();
     crate::output::go_quiet();
+}
+
+/// At exit: the main thread's `pct` slot goes back.
+extern "C" fn leave_pct() {
+    crate::pct::leave();
 }
 
 /// `pthread_atfork` prepare handler: a ticket for the coming child.

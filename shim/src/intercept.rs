@@ -117,6 +117,9 @@ impl How {
 struct Prepared {
     decision: Decision,
     blocks: bool,
+    /// A `pct` wait, counted and recorded once its length is known: the
+    /// call, its thread and index, and whether it can reorder.
+    pending: Option<(Call, u64, u64, bool)>,
 }
 
 /// Calls `call` (the real function), counting it and delaying or failing
@@ -157,11 +160,21 @@ where
         // then goes through unaltered.
         catch_unwind(AssertUnwindSafe(|| prepare(func, caller, describe))).unwrap_or(None)
     };
-    let Some(Prepared { decision, blocks }) = prepared else {
+    let Some(Prepared {
+        mut decision,
+        blocks,
+        pending,
+    }) = prepared
+    else {
         return call(How::Real);
     };
     // For the conflicts timeline: this call was delayed or failed.
     crate::track::note_delayed();
+    if let (Some(turn), Some(pending)) = (decision.turn, pending) {
+        let waited = crate::pct::wait_for_turn(turn, decision.before_nanos);
+        decision.before_nanos = 0;
+        after_wait(func, pending, waited);
+    }
     if decision.before_nanos > 0 {
         if blocks {
             if !sleep_interruptible(decision.before_nanos) {
@@ -270,6 +283,13 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
         return None;
     }
     let injected = on_file && kind.reorders();
+    if decision.turn.is_some() {
+        return Some(Prepared {
+            decision,
+            blocks: call.blocks(),
+            pending: Some((call, thread, index, injected)),
+        });
+    }
     for nanos in [decision.before_nanos, decision.after_nanos] {
         if nanos > 0 {
             crate::stats::count_delay(func, nanos, injected);
@@ -284,7 +304,30 @@ fn prepare(func: Func, caller: usize, describe: impl FnOnce() -> Call) -> Option
     Some(Prepared {
         decision,
         blocks: call.blocks(),
+        pending: None,
     })
+}
+
+/// After a `pct` wait: counts and records it as the delay it was, so a
+/// replay sleeps as long.
+fn after_wait(func: Func, (call, thread, index, injected): (Call, u64, u64, bool), waited: u64) {
+    let Some(_guard) = Guard::enter() else {
+        return;
+    };
+    if waited == 0 {
+        return;
+    }
+    if let Some(config) = config() {
+        crate::process::with_thread(config, |thread| thread.charge(waited));
+    }
+    crate::stats::count_delay(func, waited, injected);
+    if crate::record::wanted() {
+        let decision = Decision {
+            before_nanos: waited,
+            ..Decision::default()
+        };
+        crate::record::decision(&call, thread, index, &decision);
+    }
 }
 
 /// A call site's key: the function, the caller's place in its object

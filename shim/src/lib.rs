@@ -73,6 +73,7 @@ mod lifecycle;
 pub mod locks;
 mod mapping;
 mod output;
+mod pct;
 mod peek;
 mod pool;
 mod process;

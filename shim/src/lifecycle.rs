@@ -191,6 +191,7 @@ fn after_install(install: Option<Install>, spared: Option<bool>) {
 #[unsafe(no_mangle)]
 pub extern "C" fn _exit(status: c_int) -> ! {
     crate::track::exiting();
+    crate::pct::leave();
     crate::init::write_stats();
     crate::init::exit_now(status)
 }
@@ -199,6 +200,7 @@ pub extern "C" fn _exit(status: c_int) -> ! {
 #[unsafe(no_mangle)]
 pub extern "C" fn _Exit(status: c_int) -> ! {
     crate::track::exiting();
+    crate::pct::leave();
     crate::init::write_stats();
     crate::init::exit_now(status)
 }
@@ -208,6 +210,7 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
 #[unsafe(no_mangle)]
 pub extern "C" fn quick_exit(status: c_int) -> ! {
     crate::track::exiting();
+    crate::pct::leave();
     crate::init::write_stats();
     type QuickExit = unsafe extern "C" fn(c_int) -> !;
     if let Some(real) = crate::real::QUICK_EXIT.get() {

@@ -19,6 +19,8 @@ use delayshim_settings::region::{events, Event, Layout, COMMITTED, EVENT_SIZE, H
 static BASE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static EVENTS_AT: AtomicU64 = AtomicU64::new(0);
 static CAPACITY: AtomicU64 = AtomicU64::new(0);
+static TASKS_AT: AtomicU64 = AtomicU64::new(0);
+static TASKS_SIZE: AtomicU64 = AtomicU64::new(0);
 
 /// Whether a valid region is mapped.
 #[inline(always)]
@@ -83,6 +85,8 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
         Ok(layout) => {
             EVENTS_AT.store(layout.events, Ordering::Relaxed);
             CAPACITY.store(layout.capacity, Ordering::Relaxed);
+            TASKS_AT.store(layout.tasks, Ordering::Relaxed);
+            TASKS_SIZE.store(layout.tasks_size, Ordering::Relaxed);
             BASE.store(base.cast(), Ordering::Release);
             Ok(())
         }
@@ -92,6 +96,18 @@ fn map_fd(fd: i32) -> Result<(), &'static str> {
             Err(why.reason())
         }
     }
+}
+
+/// The tasks section (`pct`'s scheduling state): its address and its
+/// validated size, 64-byte aligned and inside the mapping.
+pub(crate) fn tasks() -> Option<(*mut u8, u64)> {
+    let base = BASE.load(Ordering::Acquire);
+    if base.is_null() {
+        return None;
+    }
+    let at = TASKS_AT.load(Ordering::Relaxed) as usize;
+    // SAFETY: validated at map time: the section lies inside the mapping.
+    Some((unsafe { base.add(at) }, TASKS_SIZE.load(Ordering::Relaxed)))
 }
 
 /// Claims the next slot: its index, or `None` without a region or room
@@ -130,6 +146,8 @@ pub(crate) fn write(index: u64, event: &Event) {
         total: 0,
         events: EVENTS_AT.load(Ordering::Relaxed),
         capacity,
+        tasks: 0,
+        tasks_size: 0,
     };
     let slot = layout.slot(index) as usize;
     let mut body = [0u8; EVENT_SIZE - 4];

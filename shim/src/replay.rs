@@ -91,6 +91,7 @@ fn parse(text: &[u8]) -> Result<(Vec<Entry>, Option<crate::table::FuncSet>), (us
         };
         let key = (hex("proc")?, number_of("thread")?, number_of("index")?);
         let decision = Decision {
+            turn: None,
             before_nanos: number_of("before_ns")?,
             after_nanos: number_of("after_ns")?,
             fault,

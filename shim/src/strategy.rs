@@ -116,6 +116,19 @@ impl ThreadState {
         hits
     }
 
+    /// What the thread may still sleep under its budget: a `pct` wait's
+    /// bound is cut to it, and the wait charged as long as it lasted.
+    fn budget_left(&self, budget: f64) -> u64 {
+        let elapsed = now_nanos().saturating_sub(self.start_nanos);
+        let allowed = (budget * elapsed as f64) as u64 + GRACE_NANOS;
+        allowed.saturating_sub(self.injected_nanos)
+    }
+
+    /// Charges a `pct` wait that lasted `nanos`.
+    pub fn charge(&mut self, nanos: u64) {
+        self.injected_nanos += nanos;
+    }
+
     /// `nanos` if the thread is within its budget (then charged), else 0.
     /// A delay is slept whole or not at all: a fixed delay asked for is
     /// never shortened, and the budget is overshot by one delay at most.
@@ -143,6 +156,39 @@ fn unit(bits: u64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How many mean delays a `pct` task may go without a scheduling point
+/// before it counts as blocked, and how many it may wait at one.
+const PCT_BLOCKED_AFTER_MEANS: u64 = 5;
+const PCT_BOUND_MEANS: u64 = 20;
+
+/// `pct` at a scheduling point (a call that can reorder something between
+/// tasks): wait for this task's turn, bounded.
+fn pct_point(config: &Config, thread: &mut ThreadState, call: &Call) -> Decision {
+    if !call.kind().reorders() {
+        return Decision::default();
+    }
+    let horizon = config.horizon.unwrap_or(crate::pct::DEFAULT_HORIZON);
+    let rng = &mut thread.rng;
+    let Some(slot) = crate::pct::point(thread.seed, config.depth, horizon, || rng.random()) else {
+        return Decision::default();
+    };
+    let mean_nanos = (config.mean_us * 1000.0) as u64;
+    let bound = (mean_nanos * PCT_BOUND_MEANS)
+        .min((config.max_us * 1000.0) as u64)
+        .min(thread.budget_left(config.budget));
+    if bound == 0 {
+        return Decision::default();
+    }
+    Decision {
+        before_nanos: bound,
+        turn: Some(crate::pct::Turn {
+            slot: slot as u32,
+            blocked_after_nanos: mean_nanos * PCT_BLOCKED_AFTER_MEANS,
+        }),
+        ..Decision::default()
+    }
+}
+
 /// Decides what to do to `call`, the thread's `index`-th decided call.
 /// `delayed` says whether the call's function is selected for delays
 /// (faults have their own functions). `site` is the call site's key,
@@ -162,7 +208,9 @@ pub fn decide(
     };
     let index = thread.calls;
     thread.calls += 1;
-    if delayed {
+    if delayed && config.strategy == Strategy::Pct {
+        decision = pct_point(config, thread, call);
+    } else if delayed {
         let (fire, sampler) = match config.strategy {
             Strategy::Every => (
                 config.prob >= 1.0 || thread.rng.random::<f64>() < config.prob,
@@ -189,6 +237,7 @@ pub fn decide(
                     && thread.rng.random::<f64>() < config.fire_prob,
                 sampler,
             ),
+            Strategy::Pct => unreachable!("decided above"),
         };
         if fire {
             if config.when.before() {
@@ -208,7 +257,9 @@ pub fn decide(
         // The call is not performed: nothing to wait for after it.
         decision.after_nanos = 0;
     }
-    decision.before_nanos = thread.within_budget(config.budget, decision.before_nanos);
+    if decision.turn.is_none() {
+        decision.before_nanos = thread.within_budget(config.budget, decision.before_nanos);
+    }
     decision.after_nanos = thread.within_budget(config.budget, decision.after_nanos);
     decision
 }
