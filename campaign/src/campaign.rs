@@ -36,8 +36,9 @@ pub struct Campaign {
     pub plan: Plan,
     pub program: OsString,
     pub args: Vec<OsString>,
-    /// `LD_PRELOAD` for every run: the shim first.
-    pub ld_preload: OsString,
+    /// `LD_PRELOAD` for every run, the shim first; `None` under the seccomp
+    /// backend, whose supervisor (`program`) must not load the shim.
+    pub ld_preload: Option<OsString>,
     /// `DELAYSHIM_*` settings for every run, from options and the
     /// environment; never one of [`crate::plan::PER_RUN_VARS`].
     pub settings: Vec<(String, String)>,
@@ -141,7 +142,11 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     install_interrupt_handlers();
     let output = OutputDir::claim(&campaign.out, campaign.resume, campaign.force)?;
     let out = output.path.clone();
-    let mut env: Vec<(String, OsString)> = vec![("LD_PRELOAD".into(), campaign.ld_preload.clone())];
+    let mut env: Vec<(String, OsString)> = campaign
+        .ld_preload
+        .iter()
+        .map(|preload| ("LD_PRELOAD".into(), preload.clone()))
+        .collect();
     env.extend(campaign.settings.iter().map(|(k, v)| (k.clone(), v.into())));
     let start = Instant::now();
     let deadline = campaign.max_time.map(|limit| start + limit);

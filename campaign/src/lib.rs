@@ -1,6 +1,7 @@
 //! The library behind the `delayshim` command, one module per part the
 //! subcommands share, each testable without the command:
 //!
+//! - [`backend`]: preload or seccomp beneath a program, and why;
 //! - [`plan`]: a campaign's runs, seeds, shards and per-run settings;
 //! - [`run`]: one run under the shim (process group, timeout, outcome),
 //!   with [`descendants`] killing whatever it leaves running;
@@ -19,8 +20,11 @@
 //!   readers; [`output`]: standard output that may close early;
 //! - [`shim_file`]: where the command keeps the shim it carries;
 //! - [`region`]: the per-run shared region the shim writes accesses into,
-//!   and [`conflicts`]: the race detector over them.
+//!   and [`conflicts`]: the race detector over them;
+//! - [`seccomp`]: the other backend, a supervisor that holds the program's
+//!   system calls through a seccomp filter.
 
+pub mod backend;
 pub mod campaign;
 pub mod conflicts;
 pub mod descendants;
@@ -37,6 +41,7 @@ pub mod region;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod seccomp;
 pub mod shim_file;
 pub mod stats;
 pub mod symbols;

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 
+use delayshim_campaign::backend::{choose, Backend, Choice};
 use delayshim_campaign::inspect::{Inspection, Linking};
 use delayshim_campaign::{inspect, resolve, FuncSelection};
 
@@ -13,7 +14,9 @@ use delayshim_campaign::{inspect, resolve, FuncSelection};
 /// that makes raw system calls, and which interposed functions the program
 /// and the libraries it loads import, by family, marking those the current
 /// settings (--funcs, else DELAYSHIM_FUNCS) would delay. Libraries opened
-/// later with dlopen (Python's extension modules) are not seen.
+/// later with dlopen (Python's extension modules) are not seen. Then the
+/// backend `--backend auto` picks (seccomp for static, Go and programs the
+/// shim would see nothing of) and why.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A program name (looked up in PATH) or path; a #! script is followed
@@ -36,26 +39,35 @@ pub enum Unfit {
     Refused(String),
 }
 
-/// Resolves and inspects `program` for `run` and `fuzz`, printing any
-/// warning to standard error with `prefix`.
+/// Resolves and inspects `program` for `run` and `fuzz` and chooses the
+/// backend, printing any warning (or auto's choice of seccomp) to
+/// standard error with `prefix`.
 pub fn check_before_running(
     program: &OsStr,
     funcs: Option<&str>,
     prefix: &str,
-) -> Result<Inspection, Unfit> {
+    choice: Choice,
+) -> Result<(Inspection, Backend), Unfit> {
     let name = program.to_string_lossy();
     let path = resolve(&name).map_err(Unfit::NotFound)?;
     if !path.exists() {
         return Err(Unfit::NotFound(format!("{name}: no such file")));
     }
     let found = inspect(&path).map_err(Unfit::NotAProgram)?;
-    if let Some(refusal) = found.refusal() {
-        return Err(Unfit::Refused(refusal.0));
+    let selection = selection(funcs);
+    let (backend, why) = choose(choice, &found, &selection).map_err(|r| Unfit::Refused(r.0))?;
+    match backend {
+        Backend::Preload => {
+            for warning in found.warnings(&selection) {
+                eprintln!("{prefix}: {warning}");
+            }
+        }
+        Backend::Seccomp if choice == Choice::Auto => {
+            eprintln!("{prefix}: backend seccomp: {why}");
+        }
+        Backend::Seccomp => {}
     }
-    for warning in found.warnings(&selection(funcs)) {
-        eprintln!("{prefix}: {warning}");
-    }
-    Ok(found)
+    Ok((found, backend))
 }
 
 /// The functions `funcs` selects, else the environment's DELAYSHIM_FUNCS.
@@ -198,7 +210,33 @@ pub fn describe(found: &Inspection, selection: &FuncSelection) -> (String, bool)
         );
     }
     let delayable = found.delayable(selection);
-    let (verdict, works) = if let Some(refusal) = found.refusal() {
+    let chosen = choose(Choice::Auto, found, selection);
+    let _ = writeln!(
+        text,
+        "backend (auto): {}",
+        match &chosen {
+            Ok((backend, why)) => format!("{}: {why}", backend.name()),
+            Err(_) => "none".to_owned(),
+        }
+    );
+    let (verdict, works) = if let (Ok((Backend::Seccomp, _)), false) =
+        (&chosen, found.secure_mode.is_some())
+    {
+        (
+            format!(
+                "works under the seccomp backend: its system calls of the selected families are held and delayed{}",
+                match found.refusal() {
+                    Some(refusal) => format!(" (the preload shim is refused: {refusal})"),
+                    None if delayable.is_empty() => format!(
+                        " (the preload shim would delay nothing: {})",
+                        found.warnings(selection).join("; ").trim_start_matches("warning: ")
+                    ),
+                    None => String::new(),
+                }
+            ),
+            true,
+        )
+    } else if let Some(refusal) = found.refusal() {
         (format!("refused: {refusal}"), false)
     } else if delayable.is_empty() {
         let why = found.warnings(selection).join("; ");

@@ -13,6 +13,9 @@ use delayshim_campaign::preload::{ld_preload, preflight};
 use delayshim_campaign::report::EXIT_USAGE;
 use delayshim_campaign::{run_campaign, Campaign, Plan, Shard};
 
+use delayshim_campaign::backend::Backend;
+
+use crate::backend::BackendArgs;
 use crate::check::{check_before_running, Unfit};
 use crate::settings_args::ShimSettings;
 use crate::shim;
@@ -101,6 +104,8 @@ pub struct Args {
     confirm: u32,
     #[command(flatten)]
     settings: ShimSettings<true>,
+    #[command(flatten)]
+    backend: BackendArgs,
     /// The program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
@@ -180,16 +185,20 @@ fn campaign(mut args: Args) -> Result<u8> {
         }
     };
     let funcs = args.settings.get("DELAYSHIM_FUNCS");
-    if let Err(unfit) = check_before_running(&program, funcs, "delayshim fuzz") {
-        eprintln!(
-            "delayshim fuzz: {}",
-            match unfit {
-                Unfit::NotFound(why) | Unfit::NotAProgram(why) => why,
-                Unfit::Refused(why) => format!("refusing to fuzz {why}"),
+    let backend =
+        match check_before_running(&program, funcs, "delayshim fuzz", args.backend.backend) {
+            Ok((_, backend)) => backend,
+            Err(unfit) => {
+                eprintln!(
+                    "delayshim fuzz: {}",
+                    match unfit {
+                        Unfit::NotFound(why) | Unfit::NotAProgram(why) => why,
+                        Unfit::Refused(why) => format!("refusing to fuzz {why}"),
+                    }
+                );
+                return Ok(EXIT_USAGE);
             }
-        );
-        return Ok(EXIT_USAGE);
-    }
+        };
 
     let shim = shim::path()?;
     let preload = ld_preload(&shim);
@@ -242,6 +251,13 @@ fn campaign(mut args: Args) -> Result<u8> {
         .filter(|(k, _)| k != "DELAYSHIM_STRATEGY")
         .collect();
     settings.splice(0..0, inherited);
+    if backend == Backend::Seccomp {
+        let cwd = std::env::current_dir()?;
+        if let Err(why) = delayshim_campaign::seccomp::Config::from_vars(&settings, &cwd) {
+            eprintln!("delayshim fuzz: the seccomp backend refuses these settings: {why:#}");
+            return Ok(EXIT_USAGE);
+        }
+    }
 
     if args.shard.runs(args.runs).next().is_none() {
         eprintln!(
@@ -250,6 +266,21 @@ fn campaign(mut args: Args) -> Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    // Under seccomp each run is `delayshim run --backend seccomp -- PROGRAM`,
+    // without LD_PRELOAD: its reproduce line and replay use the same.
+    let (program, rest, preload) = match backend {
+        Backend::Preload => (program, rest, Some(preload)),
+        Backend::Seccomp => {
+            let exe = std::env::current_exe().context("finding delayshim's own path")?;
+            let supervised: Vec<OsString> = ["run", "--backend", "seccomp", "--"]
+                .into_iter()
+                .map(OsString::from)
+                .chain(std::iter::once(program))
+                .chain(rest)
+                .collect();
+            (exe.into_os_string(), supervised, None)
+        }
+    };
     let seed = args.seed.unwrap_or_else(random_seed);
     let out = args
         .out

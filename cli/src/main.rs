@@ -2,6 +2,7 @@
 //! inside itself. One module per subcommand, each a thin layer of argument
 //! parsing over the `delayshim-campaign` library.
 
+mod backend;
 mod check;
 mod conflicts;
 mod fuzz;

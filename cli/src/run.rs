@@ -6,6 +6,9 @@ use std::os::unix::process::CommandExt as _;
 use delayshim_campaign::plan::random_seed;
 use delayshim_campaign::preload::{ld_preload, preflight};
 
+use delayshim_campaign::backend::Backend;
+
+use crate::backend::BackendArgs;
 use crate::check::{check_before_running, Unfit};
 use crate::settings_args::ShimSettings;
 use crate::shim;
@@ -36,6 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "conflicts", default_value_t = delayshim_campaign::region::DEFAULT_EVENTS,
           value_parser = clap::value_parser!(u64).range(1..=delayshim_campaign::region::MAX_EVENTS))]
     conflicts_events: u64,
+    #[command(flatten)]
+    backend: BackendArgs,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     command: Vec<OsString>,
@@ -48,13 +53,17 @@ pub fn main(args: Args) -> u8 {
     };
     let (program, rest) = args.command.split_first().expect("clap requires a program");
     let funcs = args.settings.get("DELAYSHIM_FUNCS");
-    if let Err(unfit) = check_before_running(program, funcs, "delayshim run") {
-        return match unfit {
-            Unfit::NotFound(why) => error(EXIT_NOT_FOUND, why),
-            Unfit::NotAProgram(why) => error(EXIT_CANNOT_RUN, why),
-            Unfit::Refused(why) => error(EXIT_CANNOT_RUN, format!("refusing to run {why}")),
-        };
-    }
+    let checked = check_before_running(program, funcs, "delayshim run", args.backend.backend);
+    let found = match checked {
+        Ok((found, backend)) => (found, backend),
+        Err(unfit) => {
+            return match unfit {
+                Unfit::NotFound(why) => error(EXIT_NOT_FOUND, why),
+                Unfit::NotAProgram(why) => error(EXIT_CANNOT_RUN, why),
+                Unfit::Refused(why) => error(EXIT_CANNOT_RUN, format!("refusing to run {why}")),
+            }
+        }
+    };
     let shim = match shim::path() {
         Ok(shim) => shim,
         Err(e) => return error(EXIT_OWN_ERROR, format!("error: {e:#}")),
@@ -81,6 +90,21 @@ pub fn main(args: Args) -> u8 {
     }
     if let Some(seed) = drawn {
         eprintln!("delayshim run: seed {seed} (--seed {seed} repeats these delays)");
+    }
+    if let (found, Backend::Seccomp) = found {
+        if args.conflicts {
+            return error(
+                EXIT_OWN_ERROR,
+                "--conflicts needs the preload backend (the shim records the accesses): add --backend preload".into(),
+            );
+        }
+        // The supervisor stays, holding the program's calls; it exits
+        // with the program's status.
+        let argv: Vec<OsString> = std::iter::once(program.clone())
+            .chain(rest.iter().cloned())
+            .collect();
+        return crate::backend::supervise(&found.program, &argv, &settings)
+            .unwrap_or_else(|why| error(EXIT_OWN_ERROR, why));
     }
     let mut command = std::process::Command::new(program);
     command
