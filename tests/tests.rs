@@ -21,5 +21,6 @@ mod reach;
 mod readme;
 mod reliability;
 mod replay;
+mod seccomp;
 mod strategies;
 mod targets;
