@@ -103,12 +103,11 @@ pub fn start(
         }
     }
     drop(theirs);
-    let listener = receive_fd(&ours).map_err(|e| {
+    let listener = receive_fd(&ours).inspect_err(|_| {
         // The child failed before passing its listener; it said why.
         let mut status = 0;
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        e
     })?;
     Ok(Started { pid, listener })
 }
