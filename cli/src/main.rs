@@ -23,15 +23,17 @@ use clap::{CommandFactory, Parser};
 /// Exit statuses of every subcommand, shown by `--help` and the README.
 const EXIT_STATUSES: &str = "\
 Exit statuses:
-  run        the program's own (delayshim execs it); 125 delayshim's own error (bad
-             option, a setting the shim refuses); 126 the program cannot run under
-             the shim (static, set-user-ID, not executable); 127 not found
+  run        the program's own (delayshim execs it, or under --backend seccomp
+             exits with it); 125 delayshim's own error (bad option, a setting the
+             shim or the supervisor refuses); 126 the program cannot run (set-user-ID,
+             static under --backend preload, not executable); 127 not found
   fuzz       0 every run passed; 1 a run failed, crashed, hung, failed --check or
              was not fuzzed; 2 usage error (a refused program or setting, an --out
              in use or not empty, included); 3 the whole campaign injected no
              delay; 130 interrupted (SIGINT), 143 terminated (SIGTERM)
-  check      0 the shim works beneath the program and would delay some of its calls;
-             1 it cannot, or would delay nothing; 2 usage error (not found, not a program)
+  check      0 a backend works beneath the program (the shim would delay some of its
+             calls, or auto takes seccomp); 1 neither can run it, or nothing would be
+             delayed; 2 usage error (not found, not a program)
   stats      0 summed; 2 usage error (a missing file, a line that is not statistics)
   report     as fuzz over the merged runs: 0 all passed, 1 a failure, 3 nothing
              injected; 2 usage error (a directory that is not a campaign's output)
