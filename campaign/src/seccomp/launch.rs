@@ -109,6 +109,7 @@ pub fn start(
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
     })?;
+    super::kernel::prefer_sync_wake_up(std::os::fd::AsFd::as_fd(&listener));
     Ok(Started { pid, listener })
 }
 

@@ -6,7 +6,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::decide::now_nanos;
@@ -24,14 +23,13 @@ struct Queue {
 #[derive(Debug)]
 pub struct Sleeper {
     shared: Arc<(Mutex<Queue>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Sleeper {
     pub fn start(listener: Arc<OwnedFd>) -> Sleeper {
         let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
         let theirs = shared.clone();
-        let thread = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let (queue, wake) = &*theirs;
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
             loop {
@@ -58,10 +56,7 @@ impl Sleeper {
                     .0;
             }
         });
-        Sleeper {
-            shared,
-            thread: Some(thread),
-        }
+        Sleeper { shared }
     }
 
     /// Answers notification `id` at `deadline` (monotonic nanoseconds).
@@ -76,7 +71,7 @@ impl Sleeper {
     }
 
     /// Answers whatever is still held (now) and ends the thread.
-    pub fn stop(mut self) {
+    pub fn stop(&self) {
         let (queue, wake) = &*self.shared;
         {
             let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,8 +83,5 @@ impl Sleeper {
             );
         }
         wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

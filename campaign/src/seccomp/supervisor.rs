@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -123,7 +123,7 @@ pub fn supervise(
         .with_context(|| format!("cannot start {}", program.display()))?;
     let listener = Arc::new(started.listener);
     let sleeper = Sleeper::start(listener.clone());
-    let mut supervisor = Supervisor {
+    let supervisor = Supervisor {
         seed,
         root: started.pid as u32,
         root_lineage: config.tree.map_or(ROOT_LINEAGE, |(_, lineage)| lineage),
@@ -137,7 +137,25 @@ pub fn supervise(
         replay,
         pending_after: HashMap::new(),
     };
-    let ended = supervisor.serve(listener.as_fd(), &sleeper);
+    let supervisor = Arc::new(Mutex::new(supervisor));
+    let sleeper = Arc::new(sleeper);
+    // Notifications are received on a thread of their own, blocked in the
+    // kernel between them (no poll per call); this thread watches the
+    // tree's processes end. The receiver is left blocked at the end: the
+    // process exits after the program.
+    {
+        let (supervisor, listener, sleeper) =
+            (supervisor.clone(), listener.clone(), sleeper.clone());
+        std::thread::spawn(move || loop {
+            match kernel::receive(listener.as_fd()) {
+                Ok(Some(notif)) => lock(&supervisor).handle(listener.as_fd(), &sleeper, &notif),
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        });
+    }
+    let ended = watch_tree(&supervisor, listener.as_fd());
+    let mut supervisor = lock(&supervisor);
     sleeper.stop();
     for (_, process) in std::mem::take(&mut supervisor.processes) {
         supervisor.exit_line(&process);
@@ -145,61 +163,68 @@ pub fn supervise(
     Ok(ended)
 }
 
-impl Supervisor {
-    /// Answers notifications until the tree is gone; returns how the
-    /// program itself ended.
-    fn serve(&mut self, listener: std::os::fd::BorrowedFd<'_>, sleeper: &Sleeper) -> Ended {
-        let mut ended: Option<Ended> = None;
-        let mut cleanup_deadline: Option<Instant> = None;
-        loop {
-            let mut fds = vec![libc::pollfd {
-                fd: listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            let pids: Vec<u32> = self.processes.keys().copied().collect();
+fn lock(supervisor: &Mutex<Supervisor>) -> std::sync::MutexGuard<'_, Supervisor> {
+    supervisor.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes each process's exit line when it ends, reaps the supervisor's
+/// children, and returns how the program ended once the tree is gone.
+fn watch_tree(supervisor: &Mutex<Supervisor>, listener: std::os::fd::BorrowedFd<'_>) -> Ended {
+    let mut ended: Option<Ended> = None;
+    let mut cleanup_deadline: Option<Instant> = None;
+    loop {
+        // Only hang-up is asked of the listener: the receiver takes its input.
+        let mut fds = vec![libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        }];
+        let pids: Vec<u32> = {
+            let supervisor = lock(supervisor);
+            let pids: Vec<u32> = supervisor.processes.keys().copied().collect();
             fds.extend(pids.iter().map(|pid| libc::pollfd {
-                fd: self.processes[pid].pidfd.as_raw_fd(),
+                fd: supervisor.processes[pid].pidfd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             }));
-            // A short timeout while the root lives: orphans it leaves may
-            // need reaping before the listener hangs up.
-            let timeout = if ended.is_some() { 20 } else { 100 };
-            // SAFETY: a valid array of pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if fds[0].revents & libc::POLLIN != 0 {
-                if let Ok(Some(notif)) = kernel::receive(listener) {
-                    self.handle(listener, sleeper, &notif);
-                }
-            }
+            pids
+        };
+        // Short timeouts: processes met meanwhile join the next round, and
+        // orphans need reaping before the listener can hang up.
+        let timeout = if ended.is_some() { 20 } else { 50 };
+        // SAFETY: a valid array of pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        {
+            let mut supervisor = lock(supervisor);
             for (pid, fd) in pids.iter().zip(&fds[1..]) {
                 if fd.revents & libc::POLLIN != 0 {
-                    if let Some(process) = self.processes.remove(pid) {
-                        self.thread_process.retain(|_, p| p != pid);
-                        self.exit_line(&process);
+                    if let Some(process) = supervisor.processes.remove(pid) {
+                        supervisor.thread_process.retain(|_, p| p != pid);
+                        supervisor.exit_line(&process);
                     }
                 }
             }
-            if let Some(status) = self.reap() {
+            if let Some(status) = supervisor.reap() {
                 ended = Some(status);
             }
-            if ended.is_some() && cleanup_deadline.is_none() {
-                // The program is done: what it left running goes, as a
-                // campaign's run ends (and its held calls need no answer).
-                self.kill_leftovers();
-                cleanup_deadline = Some(Instant::now() + Duration::from_secs(2));
+        }
+        if ended.is_some() && cleanup_deadline.is_none() {
+            // The program is done: what it left running goes, as a
+            // campaign's run ends (and its held calls need no answer).
+            lock(supervisor).kill_leftovers();
+            cleanup_deadline = Some(Instant::now() + Duration::from_secs(2));
+        }
+        let hung_up = fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0;
+        if let Some(ended) = ended {
+            if hung_up || cleanup_deadline.is_some_and(|d| Instant::now() > d) {
+                return ended;
             }
-            let hung_up = fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0;
-            if let Some(ended) = ended {
-                if hung_up || cleanup_deadline.is_some_and(|d| Instant::now() > d) {
-                    return ended;
-                }
-                self.kill_leftovers();
-            }
+            lock(supervisor).kill_leftovers();
         }
     }
+}
 
+impl Supervisor {
     /// Reaps every child that has ended; returns the program's status if
     /// it was one of them.
     fn reap(&mut self) -> Option<Ended> {

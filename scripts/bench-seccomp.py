@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""The seccomp backend's benchmarks, printed as Markdown for BENCHMARKS.md.
+
+  scripts/bench-seccomp.py [--calls N] [--reps N] [--trials N] [--gap US]
+
+1. Per-call cost of a held call with delays off (DELAYSHIM_MEAN_US=0: the
+   call is held, described, decided and let through), against the preload
+   shim with the same setting and `strace -f --seccomp-bpf` tracing the
+   same call, all over `held writes FILE N` (N pwrite64 calls).
+2. Time to detection of a JSON-file read-modify-write race in three
+   programs the shim cannot enter (static C, stdio-only C, Go): `delayshim
+   fuzz` with default settings (--confirm 0, stopping at the first
+   failure), plain reruns, and strace's delay injection on the same calls.
+Needs cc (static glibc), go and strace; builds with cargo --release.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.path.join(ROOT, "target")
+OUT = os.path.join(TARGET, "bench-seccomp")
+DELAYSHIM = os.path.join(TARGET, "release", "delayshim")
+
+
+def build():
+    os.makedirs(OUT, exist_ok=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "delayshim", "-p", "delayshim-cli"],
+                   cwd=ROOT, check=True)
+    c = os.path.join(ROOT, "tests", "c")
+    programs = {
+        "held": ["cc", "-O2", "-pthread", "-o", f"{OUT}/held", f"{c}/held.c"],
+        "static": ["cc", "-O2", "-static", "-o", f"{OUT}/jsonrace-static", f"{c}/jsonrace.c"],
+        "stdio": ["cc", "-O2", "-DSTDIO_ONLY", "-o", f"{OUT}/jsonrace-stdio", f"{c}/jsonrace.c"],
+    }
+    for command in programs.values():
+        subprocess.run(command, check=True)
+    env = dict(os.environ, GOCACHE=f"{OUT}/gocache", GO111MODULE="off")
+    subprocess.run(["go", "build", "-o", f"{OUT}/jsonrace-go", os.path.join(ROOT, "tests", "go", "jsonrace.go")],
+                   env=env, check=True)
+
+
+def timed(command, env=None):
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start, done.returncode
+
+
+def per_call(calls, reps):
+    scratch = tempfile.mkdtemp(prefix="delayshim-bench-")
+    file = os.path.join(scratch, "f")
+    program = [f"{OUT}/held", "writes", file, str(calls)]
+    shim = subprocess.run([DELAYSHIM, "shim-path"], capture_output=True, text=True, check=True).stdout.strip()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DELAYSHIM_") and k != "LD_PRELOAD"}
+    off = dict(clean, DELAYSHIM_FUNCS="pwrite", DELAYSHIM_MEAN_US="0")
+    configs = {
+        "native": (program, clean),
+        "preload shim": (program, dict(off, LD_PRELOAD=shim)),
+        "seccomp backend": ([DELAYSHIM, "run", "--backend", "seccomp", "--"] + program, off),
+        "strace --seccomp-bpf": (["strace", "-f", "--seccomp-bpf", "-e", "trace=pwrite64", "-o", "/dev/null"] + program, clean),
+    }
+    medians = {}
+    for _ in range(reps):  # interleaved, so load drifts hit every config alike
+        for name, (command, env) in configs.items():
+            elapsed, status = timed(command, env)
+            assert status == 0, (name, status)
+            medians.setdefault(name, []).append(elapsed)
+    shutil.rmtree(scratch)
+    medians = {k: statistics.median(v) for k, v in medians.items()}
+    native = medians["native"]
+    print(f"Per-call cost, {calls} pwrite64 calls of one byte to a file, median of {reps} interleaved runs:\n")
+    print("| configuration | median run time | added per call |")
+    print("| --- | --- | --- |")
+    added = {}
+    for name, value in medians.items():
+        added[name] = (value - native) / calls * 1e9
+        cost = "-" if name == "native" else f"{added[name]:,.0f} ns"
+        print(f"| {name} | {value * 1000:.1f} ms | {cost} |")
+    print(f"\nseccomp backend / strace: {added['seccomp backend'] / added['strace --seccomp-bpf']:.2f}x "
+          f"strace's added cost per call (goal: at most 0.5x).\n")
+
+
+def until_failure(run_once, cap_runs, cap_seconds):
+    """Runs until one fails; (seconds, runs) or None when capped."""
+    start = time.perf_counter()
+    for runs in range(1, cap_runs + 1):
+        if run_once(runs) != 0:
+            return time.perf_counter() - start, runs
+        if time.perf_counter() - start > cap_seconds:
+            break
+    return None
+
+
+def detection(trials, gap):
+    scratch = tempfile.mkdtemp(prefix="delayshim-bench-")
+    json_file = os.path.join(scratch, "counter.json")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DELAYSHIM_") and k != "LD_PRELOAD"}
+    targets = {
+        "static C (gcc -static, open/read/write/flock)": [f"{OUT}/jsonrace-static", json_file, "raw", "2", str(gap)],
+        "stdio C (fopen/fscanf/fprintf, dynamic)": [f"{OUT}/jsonrace-stdio", json_file, "stdio", "2", str(gap)],
+        "Go (os.OpenFile, syscall.Flock)": [f"{OUT}/jsonrace-go", json_file, "2", str(gap)],
+    }
+    calls = "write,openat,read,flock,fsync,ftruncate,close"
+    print(f"Time to detection of the JSON read-modify-write race (second worker {gap} us after the first), "
+          f"{trials} trials per configuration, each until the first failing run:\n")
+    print("| program | method | detected | median time | median runs |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, program in targets.items():
+        out = os.path.join(scratch, "fuzz")
+
+        def fuzz(trial):
+            def one(_):
+                shutil.rmtree(out, ignore_errors=True)
+                return subprocess.run([DELAYSHIM, "fuzz", "--seed", str(trial + 1), "--runs", "100", "--confirm", "0",
+                                       "--out", out, "--"] + program, env=clean,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            start = time.perf_counter()
+            status = one(0)
+            if status != 1:
+                return None
+            runs = sum(1 for d in os.listdir(out) if d.startswith("run-"))
+            return time.perf_counter() - start, runs
+
+        methods = {
+            "delayshim fuzz (defaults)": fuzz,
+            "plain reruns": lambda _t: until_failure(lambda _r: subprocess.run(program, env=clean,
+                                                    stdout=subprocess.DEVNULL).returncode, 2000, 60),
+            "strace -f --seccomp-bpf inject delay_enter=200us": lambda _t: until_failure(
+                lambda _r: subprocess.run(["strace", "-f", "--seccomp-bpf", "-o", "/dev/null", "-e", f"trace={calls}",
+                                           "-e", f"inject={calls}:delay_enter=200"] + program, env=clean,
+                                          stdout=subprocess.DEVNULL).returncode, 2000, 60),
+        }
+        for method, measure in methods.items():
+            results = [measure(t) for t in range(trials)]
+            found = [r for r in results if r]
+            if found:
+                t = statistics.median(r[0] for r in found)
+                n = statistics.median(r[1] for r in found)
+                print(f"| {label} | {method} | {len(found)}/{trials} | {t:.2f} s | {n:g} |")
+            else:
+                print(f"| {label} | {method} | 0/{trials} | - | - |")
+            sys.stdout.flush()
+    shutil.rmtree(scratch)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--gap", type=int, default=2000)
+    parser.add_argument("parts", nargs="*", default=["cost", "detection"])
+    args = parser.parse_args()
+    build()
+    if "cost" in args.parts:
+        per_call(args.calls, args.reps)
+    if "detection" in args.parts:
+        detection(args.trials, args.gap)
+
+
+if __name__ == "__main__":
+    main()
