@@ -1,6 +1,7 @@
 /* Probes for the seccomp backend, built -static (no loader, no shim):
  *
  *   held writes FILE N         N pwrite calls, one line: "wrote N"
+ *   held other N               N getppid system calls (outside the filter)
  *   held exit FILE             a thread's write is held while the main
  *                              thread exits with status 3
  *   held orphan FILE SOCKET    a forked child's pwrite; when it returns
@@ -49,6 +50,11 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++)
             if (pwrite(fd, "x", 1, i) != 1) return 4;
         printf("wrote %d\n", n);
+        return 0;
+    }
+    if (strcmp(mode, "other") == 0) {
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) syscall(SYS_getppid);
         return 0;
     }
     if (strcmp(mode, "exit") == 0) {

@@ -411,9 +411,9 @@ impl Supervisor {
             }
             Args::Fd | Args::Neither => {}
         }
-        let needs_path_of_fd =
-            self.log.is_some() || self.record.is_some() || !self.config.paths.is_empty();
-        if let (Some(fd), true) = (fd, needs_path_of_fd) {
+        // A descriptor's path is read now only for --paths; for the log and
+        // the record, once a call is altered.
+        if let (Some(fd), false) = (fd, self.config.paths.is_empty()) {
             path = target::fd_path(pid, fd);
         }
         let (cmd, lock, lock_kind, blocks) = describe_lock(call, tid, &args);
@@ -526,6 +526,9 @@ impl Supervisor {
         }
         if decision.fault.is_some() {
             *counts.faults.entry(func).or_default() += 1;
+        }
+        if let (Some(fd), None, true) = (fd, &path, self.log.is_some() || self.record.is_some()) {
+            path = target::fd_path(pid, fd);
         }
         let text = CallText {
             func,
