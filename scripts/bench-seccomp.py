@@ -64,36 +64,44 @@ def per_call(calls, reps):
         "seccomp backend": ([DELAYSHIM, "run", "--backend", "seccomp", "--"] + program, off),
         "strace --seccomp-bpf": (["strace", "-f", "--seccomp-bpf", "-e", "trace=pwrite64", "-o", "/dev/null"] + program, clean),
     }
+    # Each configuration at N and 2N calls: the difference is N calls'
+    # worth, without the start and end of the program and the supervisor.
     medians = {}
     for _ in range(reps):  # interleaved, so load drifts hit every config alike
         for name, (command, env) in configs.items():
-            elapsed, status = timed(command, env)
-            assert status == 0, (name, status)
-            medians.setdefault(name, []).append(elapsed)
+            for n in (calls, 2 * calls):
+                elapsed, status = timed(command[:-1] + [str(n)], env)
+                assert status == 0, (name, status)
+                medians.setdefault((name, n), []).append(elapsed)
     shutil.rmtree(scratch)
     medians = {k: statistics.median(v) for k, v in medians.items()}
-    native = medians["native"]
-    print(f"Per-call cost, {calls} pwrite64 calls of one byte to a file, median of {reps} interleaved runs:\n")
-    print("| configuration | median run time | added per call |")
+    per = {name: (medians[(name, 2 * calls)] - medians[(name, calls)]) / calls * 1e9 for name in configs}
+    print(f"Per-call cost of a 1-byte pwrite64 to a file: (median run time at {2 * calls} calls - at {calls}) / "
+          f"{calls}, medians of {reps} interleaved runs each:\n")
+    print("| configuration | per call | added per call |")
     print("| --- | --- | --- |")
     added = {}
-    for name, value in medians.items():
-        added[name] = (value - native) / calls * 1e9
+    for name, value in per.items():
+        added[name] = value - per["native"]
         cost = "-" if name == "native" else f"{added[name]:,.0f} ns"
-        print(f"| {name} | {value * 1000:.1f} ms | {cost} |")
+        print(f"| {name} | {value:,.0f} ns | {cost} |")
     print(f"\nseccomp backend / strace: {added['seccomp backend'] / added['strace --seccomp-bpf']:.2f}x "
           f"strace's added cost per call (goal: at most 0.5x).\n")
     # Calls outside the filter: the kernel's per-filter action cache lets
     # a call whose answer depends on its number alone skip the program.
-    other = [f"{OUT}/held", "other", str(calls * 50)]
-    times = {"native": [], "seccomp backend": []}
+    n = calls * 50
+    times = {}
     for _ in range(reps):
-        times["native"].append(timed(other, clean)[0])
-        times["seccomp backend"].append(timed([DELAYSHIM, "run", "--backend", "seccomp", "--"] + other, off)[0])
-    native, held = (statistics.median(times[k]) for k in ("native", "seccomp backend"))
-    print(f"Calls outside the filter ({calls * 50} getppid): native {native * 1000:.1f} ms, beneath the filter "
-          f"{held * 1000:.1f} ms: {(held - native) / (calls * 50) * 1e9:+.1f} ns per call (the supervisor's own "
-          f"start and end included).\n")
+        for count in (n, 2 * n):
+            other = [f"{OUT}/held", "other", str(count)]
+            times.setdefault(("native", count), []).append(timed(other, clean)[0])
+            times.setdefault(("held", count), []).append(
+                timed([DELAYSHIM, "run", "--backend", "seccomp", "--"] + other, off)[0])
+    m = {k: statistics.median(v) for k, v in times.items()}
+    native = (m[("native", 2 * n)] - m[("native", n)]) / n * 1e9
+    held = (m[("held", 2 * n)] - m[("held", n)]) / n * 1e9
+    print(f"Calls outside the filter (getppid, the same difference of {2 * n} and {n} calls): native "
+          f"{native:.1f} ns per call, beneath the filter {held:.1f} ns: {held - native:+.1f} ns.\n")
 
 
 def until_failure(run_once, cap_runs, cap_seconds):
@@ -107,17 +115,33 @@ def until_failure(run_once, cap_runs, cap_seconds):
     return None
 
 
-def detection(trials, gap):
-    scratch = tempfile.mkdtemp(prefix="delayshim-bench-")
+def plain(label, program, env, cap_runs=1000, cap_seconds=60):
+    """Plain reruns as one series: the failure rate, and the expected time
+    to detection (time per run / rate), or a lower bound."""
+    start, failures, runs = time.perf_counter(), 0, 0
+    while runs < cap_runs and time.perf_counter() - start < cap_seconds:
+        runs += 1
+        failures += subprocess.run(program, env=env, stdout=subprocess.DEVNULL).returncode != 0
+    spent = time.perf_counter() - start
+    expected = f"{spent / failures:.2f} s (expected)" if failures else f"> {spent:.0f} s"
+    print(f"| {label} | plain reruns | {failures}/{runs} runs failed | {expected} | "
+          f"{f'{runs / failures:g} (expected)' if failures else f'> {runs}'} |")
+
+
+def detection(trials, rounds, gap):
+    # On tmpfs: fsync costs nothing, so natively the rounds are short and
+    # the two workers rarely overlap.
+    scratch = tempfile.mkdtemp(prefix="delayshim-bench-", dir="/dev/shm")
     json_file = os.path.join(scratch, "counter.json")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DELAYSHIM_") and k != "LD_PRELOAD"}
     targets = {
-        "static C (gcc -static, open/read/write/flock)": [f"{OUT}/jsonrace-static", json_file, "raw", "2", str(gap)],
-        "stdio C (fopen/fscanf/fprintf, dynamic)": [f"{OUT}/jsonrace-stdio", json_file, "stdio", "2", str(gap)],
-        "Go (os.OpenFile, syscall.Flock)": [f"{OUT}/jsonrace-go", json_file, "2", str(gap)],
+        "static C (gcc -static, open/read/write/flock)": [f"{OUT}/jsonrace-static", json_file, "raw", str(rounds), str(gap)],
+        "stdio C (fopen/fscanf/fprintf, dynamic)": [f"{OUT}/jsonrace-stdio", json_file, "stdio", str(rounds), str(gap)],
+        "Go (os.OpenFile, syscall.Flock)": [f"{OUT}/jsonrace-go", json_file, str(rounds), str(gap)],
     }
     calls = "write,openat,read,flock,fsync,ftruncate,close"
-    print(f"Time to detection of the JSON read-modify-write race (second worker {gap} us after the first), "
+    print(f"Time to detection of the JSON read-modify-write race ({rounds} rounds per worker, the second "
+          f"starting {gap} us after the first), "
           f"{trials} trials per configuration, each until the first failing run:\n")
     print("| program | method | detected | median time | median runs |")
     print("| --- | --- | --- | --- | --- |")
@@ -139,14 +163,16 @@ def detection(trials, gap):
 
         methods = {
             "delayshim fuzz (defaults)": fuzz,
-            "plain reruns": lambda _t: until_failure(lambda _r: subprocess.run(program, env=clean,
-                                                    stdout=subprocess.DEVNULL).returncode, 2000, 60),
+            "plain reruns": None,
             "strace -f --seccomp-bpf inject delay_enter=200us": lambda _t: until_failure(
                 lambda _r: subprocess.run(["strace", "-f", "--seccomp-bpf", "-o", "/dev/null", "-e", f"trace={calls}",
                                            "-e", f"inject={calls}:delay_enter=200"] + program, env=clean,
-                                          stdout=subprocess.DEVNULL).returncode, 2000, 60),
+                                          stdout=subprocess.DEVNULL).returncode, 200, 20),
         }
         for method, measure in methods.items():
+            if measure is None:
+                plain(label, program, clean)
+                continue
             results = [measure(t) for t in range(trials)]
             found = [r for r in results if r]
             if found:
@@ -164,14 +190,15 @@ def main():
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--gap", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--gap", type=int, default=20000)
     parser.add_argument("parts", nargs="*", default=["cost", "detection"])
     args = parser.parse_args()
     build()
     if "cost" in args.parts:
         per_call(args.calls, args.reps)
     if "detection" in args.parts:
-        detection(args.trials, args.gap)
+        detection(args.trials, args.rounds, args.gap)
 
 
 if __name__ == "__main__":

@@ -1133,6 +1133,10 @@ def write_report(results):
                 "wall column), so more writers queue behind each checkpoint or preempted lock holder (8 "
                 "processes on 2 cores), polling every 10-500 us. diskcache waits in SQLite's busy handler, "
                 "which sleeps in steps of up to 100 ms: hence its far larger max.", ""]
+    # The seccomp backend's section, measured by scripts/bench-seccomp.py.
+    seccomp = ROOT / "benchmarks" / "seccomp.md"
+    if seccomp.exists():
+        out += [seccomp.read_text().rstrip(), ""]
     out += ["## Commands", "", "```sh", "scripts/bench.sh            # everything (about 25 minutes)",
             "scripts/bench.sh --quick    # fewer runs", "scripts/bench.sh detection  # one part", "```", ""]
     REPORT.write_text("\n".join(out))

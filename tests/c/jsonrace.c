@@ -61,10 +61,12 @@ static long read_stdio(const char *path) {
     return n;
 }
 
+/* Fixed-width numbers, written over the old ones in place ("r+"): a
+ * reader never meets a truncated file, only a stale count. */
 static void write_stdio(const char *path, long n) {
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, n == 0 ? "w" : "r+");
     if (!f) exit(2);
-    fprintf(f, "{\"n\":%ld}\n", n);
+    fprintf(f, "{\"n\":%010ld}\n", n);
     fclose(f);
 }
 #define read_raw read_stdio

@@ -30,6 +30,9 @@ fn is_file_mode(mode: u32) -> bool {
 
 /// Whether descriptor `fd` of process `pid` is a regular file, directory
 /// or link (what `--fds files` admits), as the shim's `fstat` would say.
+/// Through `/proc`, not a `pidfd_getfd` copy: a copy, however brief, keeps
+/// the open file alive, so a close the program makes meanwhile would not
+/// drop its flock or end a pipe when it should.
 pub fn fd_is_file(pid: u32, fd: i64) -> bool {
     std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| is_file_mode(m.mode()))
 }
