@@ -296,3 +296,38 @@ fn a_multithreaded_go_program_is_delayed_on_each_thread() {
     assert!(threads.len() >= 2, "{threads:?}");
     assert!(lines.iter().any(|l| l.get("fn") == Some("fsync")));
 }
+
+#[test]
+fn fuzz_finds_a_static_programs_json_race_and_reproduces_it_under_the_supervisor() {
+    let program = c_program("jsonrace", &["-static"]);
+    let scratch = tempfile::Builder::new()
+        .prefix("delayshim-jsonrace-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let out_dir = tempdir();
+    // 20 rounds each, the second worker 20 ms after the first: natively
+    // they rarely overlap; delays on their calls make them.
+    let out = run(
+        delayshim("fuzz")
+            .args(["--runs", "30", "--seed", "3", "--confirm", "1", "--out"])
+            .arg(out_dir.path())
+            .arg("--")
+            .arg(&program)
+            .arg(scratch.path().join("counter.json"))
+            .args(["raw", "20", "20000"]),
+        Duration::from_secs(600),
+    );
+    let stdout = text(&out.stdout);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out.stderr).contains("backend seccomp"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("lost updates"), "{stdout}");
+    assert!(
+        stdout.contains("run --backend seccomp -- ")
+            && stdout.contains("replays of its recorded delays"),
+        "{stdout}"
+    );
+}
