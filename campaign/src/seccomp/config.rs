@@ -421,3 +421,73 @@ pub fn errno_name(errno: i32) -> &'static str {
         .find(|(_, e)| *e == errno)
         .map_or("E?", |(n, _)| n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&vars, Path::new("/work"))
+    }
+
+    #[test]
+    fn every_setting_of_the_shared_table_is_read() {
+        for setting in SETTINGS {
+            if let Err(e) = parse(&[(setting.var, setting.default)]) {
+                assert!(!e.to_string().contains("not read"), "{}: {e}", setting.var);
+            }
+        }
+    }
+
+    #[test]
+    fn values_parse_as_the_shim_parses_them() {
+        let config = parse(&[
+            ("DELAYSHIM_WHEN", "both"),
+            ("DELAYSHIM_FUNCS", "pwrite64,fdatasync"),
+            ("DELAYSHIM_PATHS", "*.db,a.json"),
+            ("DELAYSHIM_FAULTS", "fsync:EIO:0.5"),
+            ("DELAYSHIM_SEED", "0xff"),
+        ])
+        .unwrap();
+        assert!(config.when_before && config.when_after);
+        let delayed: Vec<&str> = SYSCALLS
+            .iter()
+            .zip(&config.delayed)
+            .filter(|(_, d)| **d)
+            .map(|(s, _)| s.func)
+            .collect();
+        assert_eq!(delayed, ["pwrite64", "fdatasync"]);
+        assert_eq!(config.paths, ["*.db", "/work/a.json"]);
+        assert_eq!(config.faults[0].errno, libc::EIO);
+        assert_eq!(config.seed, Some(255));
+        let watched: Vec<&str> = config.watched().iter().map(|s| s.func).collect();
+        // The fault rule names the fsync family: all of it is watched.
+        assert_eq!(
+            watched,
+            [
+                "pwrite64",
+                "fsync",
+                "fdatasync",
+                "sync_file_range",
+                "syncfs",
+                "msync"
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_supervisor_cannot_do_is_refused_in_words() {
+        let short = parse(&[("DELAYSHIM_FAULTS", "write:short:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(short.contains("--backend preload"), "{short}");
+        let close = parse(&[("DELAYSHIM_FAULTS", "close:EIO:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(close.contains("close"), "{close}");
+    }
+}
