@@ -160,7 +160,10 @@ fn a_racy_program_fails_with_a_command_that_reproduces_it() {
 #[test]
 fn a_program_that_intercepts_nothing_is_no_injection() {
     let out_dir = tempdir();
+    // The shim's view (auto would take the seccomp backend for `true`).
     let out = run_fuzz(&[
+        "--backend",
+        "preload",
         "--runs",
         "2",
         "--out",
@@ -476,7 +479,10 @@ fn a_go_program_is_warned_about_and_shows_as_not_fuzzed() {
     bytes.extend_from_slice(b"\xff Go buildinf:\x08\x02");
     std::fs::write(&program, bytes).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Under the shim (auto takes the seccomp backend for Go programs).
     let out = run_fuzz(&[
+        "--backend",
+        "preload",
         "--runs",
         "1",
         "--out",
