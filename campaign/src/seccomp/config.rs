@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use delayshim_settings::{find, FAMILIES, SETTINGS, TREE_VAR};
+use delayshim_settings::{find, FAMILIES, RUN_DIR_VAR, SETTINGS, TREE_VAR};
 
 use super::decide::Dist;
 use super::syscalls::{Syscall, SYSCALLS};
@@ -291,6 +291,8 @@ impl Config {
                         u64::from_str_radix(lineage, 16).map_err(|_| bad())?,
                     ));
                 }
+                // The campaign's run directory, for the program's own use.
+                RUN_DIR_VAR => {}
                 _ => bail!("{name}: not read by the seccomp backend"),
             }
         }
