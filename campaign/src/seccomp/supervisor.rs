@@ -63,12 +63,15 @@ struct Supervisor {
 }
 
 /// The environment of the program: the caller's, with every `DELAYSHIM_*`
-/// setting removed and `DELAYSHIM_ENABLE=0`, so that a shim loaded
+/// setting removed (but `DELAYSHIM_RUN_DIR`, the program's own) and
+/// `DELAYSHIM_ENABLE=0`, so that a shim loaded
 /// anyway (an `LD_PRELOAD` of the user's, or a program that sets one)
 /// passes every call through: no call is delayed twice.
 pub fn program_env(env: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = env
-        .filter(|(k, _)| !k.as_encoded_bytes().starts_with(b"DELAYSHIM_"))
+        .filter(|(k, _)| {
+            !k.as_encoded_bytes().starts_with(b"DELAYSHIM_") || k == delayshim_settings::RUN_DIR_VAR
+        })
         .collect();
     env.push(("DELAYSHIM_ENABLE".into(), "0".into()));
     env
@@ -692,4 +695,33 @@ fn object_offset(pid: u32, ip: u64) -> Option<u64> {
         let object = words.nth(2).unwrap_or("");
         Some(combine(hash_bytes(object.as_bytes()), ip - start + offset))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_keeps_its_environment_but_the_settings() {
+        let env = program_env(
+            [
+                ("PATH", "/bin"),
+                ("DELAYSHIM_MEAN_US", "5"),
+                ("DELAYSHIM_RUN_DIR", "/r"),
+                ("LD_PRELOAD", "x.so"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into())),
+        );
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "PATH",
+                "DELAYSHIM_RUN_DIR",
+                "LD_PRELOAD",
+                "DELAYSHIM_ENABLE"
+            ]
+        );
+    }
 }
