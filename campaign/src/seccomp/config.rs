@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use delayshim_settings::{find, FAMILIES, RUN_DIR_VAR, SETTINGS, TREE_VAR};
 
+pub use delayshim_decide::errnos::{errno_name, errno_named, ERRNOS};
+
 use super::decide::Dist;
 use super::syscalls::{Syscall, SYSCALLS};
 
@@ -380,48 +382,6 @@ fn parse_faults(value: &str) -> Result<Vec<FaultRule>, String> {
             Ok(FaultRule { calls, errno, prob })
         })
         .collect()
-}
-
-/// The errno names the shim knows, in its order.
-pub const ERRNOS: &[(&str, i32)] = &[
-    ("EIO", libc::EIO),
-    ("ENOSPC", libc::ENOSPC),
-    ("EDQUOT", libc::EDQUOT),
-    ("EINTR", libc::EINTR),
-    ("EAGAIN", libc::EAGAIN),
-    ("EWOULDBLOCK", libc::EWOULDBLOCK),
-    ("EACCES", libc::EACCES),
-    ("EPERM", libc::EPERM),
-    ("EBADF", libc::EBADF),
-    ("EINVAL", libc::EINVAL),
-    ("EFBIG", libc::EFBIG),
-    ("EROFS", libc::EROFS),
-    ("EEXIST", libc::EEXIST),
-    ("ENOENT", libc::ENOENT),
-    ("EMFILE", libc::EMFILE),
-    ("ENFILE", libc::ENFILE),
-    ("ENOMEM", libc::ENOMEM),
-    ("ENOLCK", libc::ENOLCK),
-    ("EDEADLK", libc::EDEADLK),
-    ("EXDEV", libc::EXDEV),
-    ("EBUSY", libc::EBUSY),
-    ("ENOTEMPTY", libc::ENOTEMPTY),
-    ("EMLINK", libc::EMLINK),
-    ("ENOTDIR", libc::ENOTDIR),
-    ("EISDIR", libc::EISDIR),
-    ("ELOOP", libc::ELOOP),
-    ("ENAMETOOLONG", libc::ENAMETOOLONG),
-];
-
-fn errno_named(name: &str) -> Option<i32> {
-    ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
-}
-
-pub fn errno_name(errno: i32) -> &'static str {
-    ERRNOS
-        .iter()
-        .find(|(_, e)| *e == errno)
-        .map_or("E?", |(n, _)| n)
 }
 
 #[cfg(test)]

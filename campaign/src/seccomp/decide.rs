@@ -2,71 +2,21 @@
 //! same seeded streams per process and thread, the same strategies and
 //! distributions, drawn in the same order, and the same time budget.
 //!
-//! The shim (`shim/src/strategy.rs`, `delay.rs`, `process.rs`) cannot be
-//! linked into the command, whose own calls its exported wrappers would
-//! interpose; this is its decision logic over the supervisor's view of a
-//! call. `tests/seccomp.rs` checks that one seed gives the same delays
-//! under either backend.
+//! The shim cannot be linked into the command, whose own calls its
+//! exported wrappers would interpose. The pure pieces (hashing, the
+//! distributions and their draw) come from `delayshim-decide`, shared with
+//! the shim; the per-thread state and the strategy decision below follow
+//! `shim/src/strategy.rs`, over the supervisor's view of a call.
+//! `tests/seccomp.rs` checks that one seed gives the same delays under
+//! either backend.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Exp1};
+
+pub use delayshim_decide::hash::{combine, hash_bytes, mix};
+pub use delayshim_decide::sampler::{Dist, Sampler};
 
 use super::config::{Config, Strategy};
-
-/// The distribution of delays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dist {
-    Exp,
-    Uniform,
-    Fixed,
-}
-
-/// Draws delays, in nanoseconds (the shim's `delay::Sampler`).
-#[derive(Debug, Clone, Copy)]
-pub struct Sampler {
-    pub dist: Dist,
-    pub mean_us: f64,
-    pub max_us: f64,
-}
-
-impl Sampler {
-    pub fn draw(&self, rng: &mut impl Rng) -> u64 {
-        let us = match self.dist {
-            Dist::Exp => {
-                let unit: f64 = Exp1.sample(rng);
-                unit * self.mean_us
-            }
-            Dist::Uniform => rng.random::<f64>() * 2.0 * self.mean_us,
-            Dist::Fixed => self.mean_us,
-        };
-        let nanos = (us.min(self.max_us) * 1000.0).round() as u64;
-        if self.mean_us > 0.0 && self.max_us > 0.0 {
-            nanos.max(1)
-        } else {
-            nanos
-        }
-    }
-}
-
-/// SplitMix64's finalizer (the shim's `process::mix`).
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-pub fn combine(a: u64, b: u64) -> u64 {
-    mix(a ^ mix(b))
-}
-
-/// FNV-1a, the shim's `process::hash_bytes`.
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 /// The lineage of a process that no shimmed parent started.
 pub const ROOT_LINEAGE: u64 = 0x5eed;
@@ -295,11 +245,5 @@ mod tests {
             .map(|_| decide(&config, &mut thread, 0, true, || 0, 0).before_nanos)
             .sum();
         assert_eq!(total, 1_000_000_000);
-    }
-
-    #[test]
-    fn mixing_matches_the_shims_constants() {
-        // SplitMix64's first output for seed 0, a published test vector.
-        assert_eq!(mix(0), 0xe220_a839_7b1d_cdaf);
     }
 }
