@@ -295,6 +295,9 @@ impl Config {
                 }
                 // The campaign's run directory, for the program's own use.
                 RUN_DIR_VAR => {}
+                // The shared region the shim writes accesses into, for
+                // conflicts: the supervisor records none (README, Backends).
+                delayshim_settings::region::REGION_VAR => {}
                 _ => bail!("{name}: not read by the seccomp backend"),
             }
         }
