@@ -178,6 +178,9 @@ impl Config {
                         "sparse" => Strategy::Sparse,
                         "victims" => Strategy::Victims,
                         "sites" => Strategy::Sites,
+                        "pct" => bail!(
+                            "{name}=pct: the seccomp backend does not implement pct (its priorities live in the shim's shared region); use --backend preload"
+                        ),
                         _ => return Err(bad()),
                     }
                 }
@@ -454,5 +457,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(close.contains("close"), "{close}");
+        let pct = parse(&[("DELAYSHIM_STRATEGY", "pct")])
+            .unwrap_err()
+            .to_string();
+        assert!(pct.contains("--backend preload"), "{pct}");
     }
 }
