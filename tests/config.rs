@@ -58,7 +58,7 @@ const BAD_SETTINGS: &[(&[(&str, &str)], &str)] = &[
     ),
     (
         &[("DELAYSHIM_STRATEGY", "random")],
-        "every, sparse, victims or sites",
+        "every, sparse, victims, sites or pct",
     ),
     (&[("DELAYSHIM_DEPTH", "0")], "from 1 to 64"),
     (&[("DELAYSHIM_DEPTH", "100000")], "from 1 to 64"),

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt as _;
 use delayshim_campaign::plan::random_seed;
 use delayshim_campaign::preload::{ld_preload, preflight};
 
-use delayshim_campaign::backend::Backend;
+use delayshim_campaign::backend::{Backend, Choice};
 
 use crate::backend::BackendArgs;
 use crate::check::{check_before_running, Unfit};
@@ -53,7 +53,13 @@ pub fn main(args: Args) -> u8 {
     };
     let (program, rest) = args.command.split_first().expect("clap requires a program");
     let funcs = args.settings.get("DELAYSHIM_FUNCS");
-    let checked = check_before_running(program, funcs, "delayshim run", args.backend.backend);
+    // The conflicts report is made of what the shim records: under auto,
+    // a program the shim would not delay is still run beneath it.
+    let choice = match args.backend.backend {
+        Choice::Auto if args.conflicts => Choice::Preload,
+        choice => choice,
+    };
+    let checked = check_before_running(program, funcs, "delayshim run", choice);
     let found = match checked {
         Ok((found, backend)) => (found, backend),
         Err(unfit) => {
