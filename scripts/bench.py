@@ -34,7 +34,7 @@ CHART = ROOT / "benchmarks" / "detection-vs-mean.svg"
 REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
-PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts"]
+PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts", "suite"]
 # `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
 REPORT_ONLY = "report"
 
@@ -1133,6 +1133,9 @@ def write_report(results):
                 "wall column), so more writers queue behind each checkpoint or preempted lock holder (8 "
                 "processes on 2 cores), polling every 10-500 us. diskcache waits in SQLite's busy handler, "
                 "which sleeps in steps of up to 100 ms: hence its far larger max.", ""]
+    if results.get("suite"):
+        import bench_suite
+        out += bench_suite.report(results["suite"])
     # The seccomp backend's section, measured by scripts/bench-seccomp.py.
     seccomp = ROOT / "benchmarks" / "seccomp.md"
     if seccomp.exists():
@@ -1166,6 +1169,17 @@ def main():
     RESULTS.parent.mkdir(exist_ok=True)
     for part in parts:
         log(f"running {part}")
+        if part == "suite":
+            import bench_suite
+            for measured in bench_suite.part_suite(args, sys.modules[__name__]):
+                old = results.get("suite", {}).get("harnesses", {})
+                measured = dict(measured, harnesses={**old, **measured["harnesses"]})
+                results["suite"] = measured
+                results["updated"] = datetime.date.today().isoformat()
+                results["machine"] = machine()
+                RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+                write_report(results)
+            continue
         if part in ("detection", "chart"):
             measured = globals()[f"part_{part}"](args)
             if args.targets and part in results:

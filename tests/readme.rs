@@ -239,7 +239,15 @@ fn sample_campaign_output_has_the_current_format() {
     // And its failing one (64 threads on 10 keys lose updates every time).
     let failing = run(
         delayshim("fuzz")
-            .args(["--runs", "3", "--seed", "2", "--out"])
+            .args([
+                "--runs",
+                "3",
+                "--seed",
+                "2",
+                "--auto-arms",
+                "locks",
+                "--out",
+            ])
             .arg(out_dir.path().join("fail"))
             .arg("--")
             .arg(release().join("driver"))

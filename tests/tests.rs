@@ -3,6 +3,7 @@
 
 mod util;
 
+mod auto;
 mod campaign;
 mod cli;
 mod config;

@@ -5,12 +5,14 @@
 use std::ffi::OsString;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::auto::profile::Profile;
+use crate::auto::schedule::Schedule;
 use crate::descendants::Reaper;
 use crate::output;
 use crate::plan::{Plan, RunPlan};
@@ -63,6 +65,8 @@ pub struct Campaign {
     pub setup: Option<OsString>,
     /// An invariant checker run after each run.
     pub check: Option<OsString>,
+    /// The arms and scales `--strategy auto` may use.
+    pub auto_choice: crate::auto::arms::Choice,
     /// Show one live progress line (on a terminal) instead of a line per
     /// passing run.
     pub progress: bool,
@@ -202,26 +206,68 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         plan.calibrated_calls = before.calibrated_calls;
         previous = read_runs(&out)?;
         previous.retain(|r| r.outcome != OutcomeKind::Interrupted);
-    } else if plan.strategy.as_deref() == Some(crate::plan::AUTO) {
-        plan.calibrated_calls = calibrate(&spec, &out, reaper, campaign.keep)?;
+    }
+    let auto = plan.strategy.as_deref() == Some(crate::plan::AUTO);
+    let profile = if !auto {
+        None
+    } else if let Some(profile) = output.had_content.then(|| Profile::load(&out)).flatten() {
+        Some(profile)
+    } else {
+        let profile = calibrate(&spec, &out, reaper, campaign.keep)?;
+        profile.save(&out)?;
         if !INTERRUPTED.load(Ordering::Relaxed) {
-            output::print(&match plan.calibrated_calls {
-                Some(calls) => format!(
-                    "{PREFIX}: calibration run (no delays): at most {calls} intercepted calls in one process; sparse runs spread their change points over them\n"
-                ),
-                None => format!("{PREFIX}: calibration run (no delays) counted no calls\n"),
-            });
+            output::print(&format!(
+                "{PREFIX}: calibration run (no delays): {}\n",
+                profile.describe()
+            ));
         }
+        Some(profile)
+    };
+    if !output.had_content {
+        plan.calibrated_calls = profile.as_ref().map(|p| p.busiest_calls);
     }
     identity.calibrated_calls = plan.calibrated_calls;
     identity.write(&out)?;
     let mut runs_file = RunsFile::open(&out)?;
-    let all_runs = plan.run_plans();
-    let planned = all_runs.len();
-    let runs: Vec<RunPlan> = all_runs
-        .into_iter()
-        .filter(|run| !previous.iter().any(|r| r.index == run.index))
-        .collect();
+    let done_before: Vec<u64> = previous.iter().map(|r| r.index).collect();
+    let (schedule, planned) = match profile {
+        Some(profile) => {
+            let order: Vec<u64> = plan.shard.runs(plan.runs).collect();
+            let planned = order.len();
+            let mut learning = crate::auto::Auto::new(
+                plan.seed,
+                profile,
+                &campaign.auto_choice,
+                order,
+                campaign.jobs as usize,
+            );
+            // A resumed campaign learns from the runs done before, too.
+            for record in &previous {
+                learning.resume(
+                    record.index,
+                    record.strategy.as_deref().unwrap_or(""),
+                    crate::auto::Report::of_record(record),
+                );
+            }
+            let cells: Vec<String> = learning.cells().iter().map(|c| c.label()).collect();
+            output::print(&format!(
+                "{PREFIX}: auto shares the runs among {} cells by what they find: {}\n",
+                cells.len(),
+                cells.join(" ")
+            ));
+            (Schedule::learning(learning), planned)
+        }
+        None => {
+            let all_runs = plan.run_plans();
+            let planned = all_runs.len();
+            let runs: Vec<RunPlan> = all_runs
+                .into_iter()
+                .filter(|run| !done_before.contains(&run.index))
+                .collect();
+            (Schedule::fixed(runs), planned)
+        }
+    };
+    let to_go = planned - done_before.len().min(planned);
 
     let plan = &plan;
     let shard = if plan.shard == crate::plan::Shard::WHOLE {
@@ -236,11 +282,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     let resumed = if previous.is_empty() {
         String::new()
     } else {
-        format!(
-            "; resuming: {} done before, {} to go",
-            previous.len(),
-            runs.len()
-        )
+        format!("; resuming: {} done before, {to_go} to go", previous.len())
     };
     output::print(&format!(
         "{PREFIX}: {} runs of {}{shard}; seed {}{strategy}; {} job{}; timeout {} s; output in {}{resumed}\n",
@@ -261,14 +303,13 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     }
     let width = plan.runs.saturating_sub(1).to_string().len();
     let stop = AtomicBool::new(false);
-    let next = AtomicUsize::new(0);
     let mut progress = Progress::new(campaign.progress);
     let past_deadline = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     std::thread::scope(|scope| -> Result<()> {
         let (sender, receiver) = mpsc::channel::<Result<(RunResult, Option<u32>)>>();
-        for _ in 0..campaign.jobs.min(runs.len() as u64) {
+        for _ in 0..campaign.jobs.min(to_go as u64) {
             let sender = sender.clone();
-            let (spec, runs, next, stop, out) = (&spec, &runs, &next, &stop, &out);
+            let (spec, schedule, stop, out) = (&spec, &schedule, &stop, &out);
             let (keep_going, confirm_tries) = (campaign.keep_going, campaign.confirm);
             scope.spawn(move || loop {
                 if stop.load(Ordering::Relaxed)
@@ -277,11 +318,16 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 {
                     break;
                 }
-                let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                let stopped = || {
+                    stop.load(Ordering::Relaxed)
+                        || INTERRUPTED.load(Ordering::Relaxed)
+                        || past_deadline()
+                };
+                let Some(run) = schedule.next(stopped) else {
                     break;
                 };
                 let dir = out.join(format!("run-{:0width$}", run.index));
-                let result = run_once(spec, run, &dir, reaper).and_then(|result| {
+                let result = run_once(spec, &run, &dir, reaper).and_then(|result| {
                     // The replays that confirm a failure take this job's
                     // place: with --jobs 1 nothing runs beside them.
                     // A checker's verdict is not replayed: only the
@@ -319,11 +365,13 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                     return Err(error);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    progress.show(&summary, start.elapsed());
+                    progress.show(&summary, start.elapsed(), &schedule);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            // Before anything removes the run's directory (--keep failures).
+            schedule.observe(&result);
             let failed = !result.outcome.is_pass() && result.outcome != Outcome::Interrupted;
             let reproduce = failed.then(|| report::reproduce_command(&context, &result.plan));
             summary.add(&result, reproduce.as_deref());
@@ -351,7 +399,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
             if !campaign.progress || !result.outcome.is_pass() {
                 output::print(&lines);
             }
-            progress.show(&summary, start.elapsed());
+            progress.show(&summary, start.elapsed(), &schedule);
         }
         progress.clear();
         Ok(())
@@ -368,14 +416,22 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     }
     let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status));
     output::print(&summary.text(!campaign.keep_going));
+    let learned = schedule.learned();
+    if let Some((text, _)) = &learned {
+        output::print(text);
+    }
     output::print(&crate::conflicts::campaign::summary_line(&out));
-    summary.write_json(&out.join(report::SUMMARY), code)?;
+    summary.write_json(
+        &out.join(report::SUMMARY),
+        code,
+        learned.map(|(_, json)| json),
+    )?;
     Ok(code)
 }
 
-/// One run with delays off and statistics on: the most calls a process
-/// makes, to size sparse's horizon.
-fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<Option<u64>> {
+/// One run with delays off and statistics on: which calls each process
+/// makes, and how long a run takes.
+fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<Profile> {
     let mut calibration = RunSpec {
         program: spec.program.clone(),
         args: spec.args.clone(),
@@ -399,23 +455,11 @@ fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<
     };
     let dir = out.join("calibration");
     let result = run_once(&calibration, &plan, &dir, reaper)?;
-    let busiest = crate::stats::read_lines(&dir.join(crate::run::STATS), true)?
-        .iter()
-        .map(|(_, process)| {
-            process
-                .get("calls")
-                .and_then(|calls| calls.as_object())
-                .map_or(0, |calls| {
-                    calls.values().filter_map(|n| n.as_u64()).sum::<u64>()
-                })
-        })
-        .max();
+    let profile = Profile::read(&dir.join(crate::run::STATS), result.elapsed)?;
     if keep == Keep::Failures {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    Ok(busiest.filter(|&calls| {
-        calls > 0 && result.elapsed < spec.timeout && result.outcome != Outcome::Interrupted
-    }))
+    Ok(profile)
 }
 
 /// Replays a failing run's record `tries` times; how many failed again
@@ -449,7 +493,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, summary: &Summary, elapsed: Duration) {
+    fn show(&mut self, summary: &Summary, elapsed: Duration, schedule: &Schedule) {
         if !self.enabled {
             return;
         }
@@ -460,8 +504,11 @@ impl Progress {
             let seconds = per_run * (summary.planned - summary.done) as f64;
             format!("about {} left", human_seconds(seconds))
         };
+        let leading = schedule
+            .leading()
+            .map_or(String::new(), |cell| format!(", leading {cell}"));
         output::print(&format!(
-            "\r\x1b[K{PREFIX}: {}/{} runs done, {} failed, {:.0} s elapsed, {left}",
+            "\r\x1b[K{PREFIX}: {}/{} runs done, {} failed, {:.0} s elapsed, {left}{leading}",
             summary.done,
             summary.planned,
             summary.failures(),

@@ -12,7 +12,8 @@
 //! - [`preload`]: `LD_PRELOAD` and the shim's own check of the settings;
 //! - [`stats`]: the shim's statistics lines, summed;
 //! - [`merge`]: several campaigns' output directories in one report;
-//! - [`portfolio`]: `--strategy auto`'s settings for each run;
+//! - [`auto`]: `--strategy auto`, a campaign that learns which arm and
+//!   delay scale find something in the program;
 //! - [`replay`]: a run again, its recorded delays replayed;
 //! - [`minimize`]: the fewest recorded delays that still fail, explained
 //!   with [`symbols`]' names for call sites;
@@ -24,6 +25,7 @@
 //! - [`seccomp`]: the other backend, a supervisor that holds the program's
 //!   system calls through a seccomp filter.
 
+pub mod auto;
 pub mod backend;
 pub mod campaign;
 pub mod conflicts;
@@ -34,7 +36,6 @@ pub mod merge;
 pub mod minimize;
 pub mod output;
 pub mod plan;
-pub mod portfolio;
 pub mod preload;
 pub mod records;
 pub mod region;

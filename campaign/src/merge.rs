@@ -48,6 +48,8 @@ pub struct Merged {
     /// Directories without summary.json (a campaign killed outright),
     /// read from their runs.jsonl.
     pub incomplete: Vec<PathBuf>,
+    /// What `--strategy auto` learned, per directory that has it.
+    pub learned: Vec<(PathBuf, Value)>,
 }
 
 /// The parts of summary.json that merging reads.
@@ -62,6 +64,10 @@ struct SummaryFile {
     #[serde(default)]
     settings: BTreeMap<String, String>,
     runs: Vec<RunRecord>,
+    /// What `--strategy auto` learned (summary.json's own schema:
+    /// [`crate::auto::Auto::json`]).
+    #[serde(default)]
+    auto: Option<Value>,
 }
 
 /// A directory's summary, or what a killed campaign left: its
@@ -82,6 +88,7 @@ fn read_summary(dir: &Path) -> Result<(SummaryFile, bool)> {
                 command: campaign.command,
                 settings: campaign.settings,
                 runs: read_runs(dir)?,
+                auto: None,
             };
             Ok((summary, false))
         }
@@ -142,6 +149,11 @@ pub fn merge(dirs: &[impl AsRef<Path>]) -> Result<Merged> {
                 from: dir.to_owned(),
                 conflicting,
             });
+        }
+        if let Some(auto) = summary.auto.filter(Value::is_object) {
+            if !merged.directories.iter().any(|d| d == dir) {
+                merged.learned.push((dir.to_owned(), auto));
+            }
         }
         merged.directories.push(dir.to_owned());
     }
@@ -281,6 +293,7 @@ impl Merged {
                 dirs.join(", ")
             );
         }
+        text.push_str(&self.learned_markdown());
         text.push_str("\n## Failing seeds\n\n");
         let mut any = false;
         for run in self.failing() {
@@ -301,6 +314,93 @@ impl Merged {
         }
         if !any {
             text.push_str("None.\n");
+        }
+        text
+    }
+
+    /// `auto`'s cells summed over the directories: label to runs, failing
+    /// runs, seconds and new novelty keys, most runs first.
+    pub fn learned_cells(&self) -> Vec<(String, u64, u64, f64, u64)> {
+        let mut cells: BTreeMap<String, (u64, u64, f64, u64)> = BTreeMap::new();
+        for (_, auto) in &self.learned {
+            for cell in auto["cells"].as_array().into_iter().flatten() {
+                let entry = cells
+                    .entry(cell["cell"].as_str().unwrap_or("?").to_owned())
+                    .or_default();
+                entry.0 += cell["runs"].as_u64().unwrap_or(0);
+                entry.1 += cell["failing"].as_u64().unwrap_or(0);
+                entry.2 += cell["seconds"].as_f64().unwrap_or(0.0);
+                entry.3 += cell["new_keys"].as_u64().unwrap_or(0);
+            }
+        }
+        let mut cells: Vec<(String, u64, u64, f64, u64)> = cells
+            .into_iter()
+            .filter(|(_, c)| c.0 > 0)
+            .map(|(label, (runs, failing, seconds, keys))| (label, runs, failing, seconds, keys))
+            .collect();
+        cells.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+        cells
+    }
+
+    /// The `auto` section: runs, failures and time per cell, how the
+    /// shares moved and the novelty curve, per directory.
+    fn learned_markdown(&self) -> String {
+        if self.learned.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from(
+            "\n## What auto learned\n\n| arm @ scale | runs | failing | seconds | new novelty keys |\n| --- | --- | --- | --- | --- |\n",
+        );
+        for (label, runs, failing, seconds, keys) in self.learned_cells() {
+            let _ = writeln!(
+                text,
+                "| {label} | {runs} | {failing} | {seconds:.1} | {keys} |"
+            );
+        }
+        for (dir, auto) in &self.learned {
+            let shares: Vec<String> = auto["shares"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|quarter| {
+                    let mut arms: Vec<(String, u64)> = quarter["runs_by_arm"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(arm, n)| (arm.clone(), n.as_u64().unwrap_or(0)))
+                        .collect();
+                    arms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    let arms: Vec<String> =
+                        arms.iter().map(|(arm, n)| format!("{arm} {n}")).collect();
+                    format!(
+                        "runs {}-{}: {}",
+                        quarter["from"],
+                        quarter["to"],
+                        arms.join(", ")
+                    )
+                })
+                .collect();
+            let curve: Vec<u64> = auto["novelty_curve"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            let points: Vec<String> = crate::auto::curve_points(curve.len())
+                .into_iter()
+                .map(|p| format!("{} after {p}", curve[p - 1]))
+                .collect();
+            let _ = writeln!(
+                text,
+                "\n`{}`: shares by quarter: {}; novelty keys: {}.",
+                dir.display(),
+                shares.join("; "),
+                if points.is_empty() {
+                    "none".to_owned()
+                } else {
+                    points.join(", ")
+                }
+            );
         }
         text
     }
@@ -344,6 +444,14 @@ impl Merged {
             "failing": failing,
             "seeds": self.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
             "exit_code": self.exit_code(),
+            "auto": {
+                "cells": self.learned_cells().iter().map(|(cell, runs, failing, seconds, keys)| {
+                    json!({"cell": cell, "runs": runs, "failing": failing, "seconds": seconds, "new_keys": keys})
+                }).collect::<Vec<_>>(),
+                "by_directory": self.learned.iter().map(|(dir, auto)| {
+                    json!({"dir": dir, "shares": auto["shares"], "novelty_curve": auto["novelty_curve"]})
+                }).collect::<Vec<_>>(),
+            },
         })
     }
 }
@@ -361,7 +469,13 @@ mod tests {
                        "reproduce": (*outcome == "FAIL").then(|| format!("DELAYSHIM_SEED={seed} prog"))})
             })
             .collect();
-        let summary = json!({"seed": 99, "shard": shard, "command": "prog", "runs": runs});
+        let auto = json!({
+            "cells": [{"cell": "every@5ms", "runs": runs.len(), "failing": 1, "seconds": 0.5, "new_keys": 7}],
+            "shares": [{"from": 1, "to": runs.len(), "runs_by_arm": {"every": runs.len()}}],
+            "novelty_curve": [4, 7],
+        });
+        let summary =
+            json!({"seed": 99, "shard": shard, "command": "prog", "runs": runs, "auto": auto});
         std::fs::write(dir.join(SUMMARY), summary.to_string()).unwrap();
     }
 
@@ -385,6 +499,15 @@ mod tests {
             "{markdown}"
         );
         assert!(markdown.contains("DELAYSHIM_SEED=12 prog"), "{markdown}");
+        // auto's cells summed over both shards (a directory given twice once).
+        assert!(
+            markdown.contains("| every@5ms | 4 | 2 | 1.0 | 14 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("novelty keys: 4 after 1, 7 after 2."),
+            "{markdown}"
+        );
         assert_eq!(merged.json()["failing"].as_array().unwrap().len(), 2);
         let error = merge(&[root.join("missing")]).unwrap_err().to_string();
         assert!(

@@ -29,8 +29,11 @@ pub const PER_RUN_VARS: [&str; 5] = [
     "DELAYSHIM_REPLAY",
 ];
 
-/// `--strategy auto`: a strategy and its parameters for each run, from the
-/// run's seed ([`crate::portfolio`]).
+/// The shim's strategies, which `--strategy` takes besides [`AUTO`].
+pub const STRATEGIES: [&str; 4] = ["every", "sparse", "victims", "sites"];
+
+/// `--strategy auto`: each run's arm and delay scale chosen by what earlier
+/// runs found ([`crate::auto`]).
 pub const AUTO: &str = "auto";
 
 /// A campaign: how many runs, from which seed, and this machine's share.
@@ -44,28 +47,26 @@ pub struct Plan {
     /// shim's default.
     pub strategy: Option<String>,
     /// For [`AUTO`]: the most calls one process made in the calibration
-    /// run, which sizes sparse's horizon.
+    /// run (part of what `--resume` checks is the same campaign).
     pub calibrated_calls: Option<u64>,
 }
 
 impl Plan {
-    /// This shard's runs, in order.
+    /// This shard's runs, in order, for a fixed strategy (or the shim's
+    /// default); [`AUTO`]'s runs come from [`crate::auto`], one by one.
     pub fn run_plans(&self) -> Vec<RunPlan> {
         self.shard
             .runs(self.runs)
             .map(|index| {
-                let seed = run_seed(self.seed, index);
-                let settings = match self.strategy.as_deref() {
-                    Some(AUTO) => crate::portfolio::auto_settings(seed, self.calibrated_calls),
-                    Some(strategy) => vec![("DELAYSHIM_STRATEGY".into(), strategy.to_owned())],
-                    None => Vec::new(),
-                };
+                let strategy = self.strategy.clone().filter(|s| s != AUTO);
                 RunPlan {
                     index,
-                    seed,
-                    strategy: (!settings.is_empty())
-                        .then(|| crate::portfolio::arm_of(&settings).to_owned()),
-                    settings,
+                    seed: run_seed(self.seed, index),
+                    settings: strategy
+                        .iter()
+                        .map(|s| ("DELAYSHIM_STRATEGY".to_owned(), s.clone()))
+                        .collect(),
+                    strategy,
                 }
             })
             .collect()
@@ -91,12 +92,13 @@ impl RunPlan {
         let sampled = self.settings.iter().any(|(name, value)| {
             name == "DELAYSHIM_PROB" && value.parse::<f64>().is_ok_and(|p| p < 1.0)
         });
-        // locks: a program may take no lock at all in one run.
-        sampled
-            || matches!(
-                self.strategy.as_deref(),
-                Some("sparse" | "victims" | "sites" | "locks")
-            )
+        // locks: a program may take no lock at all in one run. auto's
+        // cells are named ARM@SCALE.
+        let arm = self
+            .strategy
+            .as_deref()
+            .map(|s| s.split('@').next().unwrap_or(s));
+        sampled || matches!(arm, Some("sparse" | "victims" | "sites" | "locks"))
     }
 
     /// The run's own variables, `None` for one to remove: its seed, its
@@ -253,21 +255,6 @@ mod tests {
                 PER_RUN_VARS.contains(&name.as_str()) || name == "DELAYSHIM_STRATEGY",
                 "{name}"
             );
-        }
-        // auto: each run its strategy and parameters, from its seed.
-        let auto = Plan {
-            strategy: Some(AUTO.into()),
-            calibrated_calls: Some(900),
-            ..plan
-        };
-        let runs = auto.run_plans();
-        assert_eq!(runs, auto.run_plans());
-        for run in &runs {
-            assert_eq!(
-                run.settings,
-                crate::portfolio::auto_settings(run.seed, Some(900))
-            );
-            assert_ne!(run.strategy.as_deref(), Some(AUTO));
         }
     }
 

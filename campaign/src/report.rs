@@ -364,10 +364,16 @@ impl Summary {
     }
 
     /// summary.json: the campaign and every run, for scripts and CI.
-    pub fn write_json(&self, path: &Path, exit_code: u8) -> Result<()> {
+    /// `auto` is what `--strategy auto` learned, if it ran.
+    pub fn write_json(
+        &self,
+        path: &Path,
+        exit_code: u8,
+        auto: Option<serde_json::Value>,
+    ) -> Result<()> {
         let mut runs = self.runs.clone();
         runs.sort_by_key(|r| r.index);
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "seed": self.seed,
             "shard": self.shard.to_string(),
             "command": self.command,
@@ -386,6 +392,9 @@ impl Summary {
             }).collect::<serde_json::Map<String, serde_json::Value>>(),
             "runs": runs,
         });
+        if let Some(auto) = auto {
+            json["auto"] = auto;
+        }
         // Written whole, then renamed: a reader never sees half of one.
         let partial = path.with_extension("json.partial");
         std::fs::write(&partial, format!("{json:#}\n"))

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use delayshim_campaign::campaign::Keep;
-use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS};
-use delayshim_campaign::portfolio::STRATEGIES;
+use delayshim_campaign::plan::{parse_seed, random_seed, AUTO, PER_RUN_VARS, STRATEGIES};
 use delayshim_campaign::preload::{ld_preload, preflight};
 use delayshim_campaign::report::EXIT_USAGE;
 use delayshim_campaign::{run_campaign, Campaign, Plan, Shard};
@@ -102,6 +101,16 @@ pub struct Args {
     /// they make it fail again (0: none).
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
     confirm: u32,
+    /// --strategy auto: the arms it may use, of every, every-fixed, locks
+    /// (lock releases held open), sites, sparse and victims (default: each
+    /// that selects some of the program's calls).
+    #[arg(long, value_name = "ARM,...", value_parser = parse_arms)]
+    auto_arms: Option<Arms>,
+    /// --strategy auto: the delay scales it tries each arm at, each from
+    /// 1us to 1s (default: 200us,1ms,5ms, and the program's gap between
+    /// lock calls for the locks arm).
+    #[arg(long, value_name = "SCALE,...", value_parser = parse_scales)]
+    auto_scales: Option<Scales>,
     #[command(flatten)]
     settings: ShimSettings<true>,
     #[command(flatten)]
@@ -142,8 +151,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         })
 }
 
-/// `--strategy locks`: the portfolio's arm of that name as a fixed setting.
+/// `--strategy locks`: auto's arm of that name as a fixed setting.
 const LOCKS: &str = "locks";
+
+/// A list of arms (clap would take a `Vec` for repeated options).
+#[derive(Debug, Clone)]
+struct Arms(Vec<&'static str>);
+
+#[derive(Debug, Clone)]
+struct Scales(Vec<u64>);
+
+fn parse_arms(s: &str) -> Result<Arms, String> {
+    delayshim_campaign::auto::arms::parse_arms(s).map(Arms)
+}
+
+fn parse_scales(s: &str) -> Result<Scales, String> {
+    delayshim_campaign::auto::arms::parse_scales(s).map(Scales)
+}
 
 /// Thirty days: longer is a mistake, and more than a Duration holds is a panic.
 const MAX_TIMEOUT_SECONDS: f64 = 2_592_000.0;
@@ -203,7 +227,7 @@ fn campaign(mut args: Args) -> Result<u8> {
     let shim = shim::path()?;
     let preload = ld_preload(&shim);
     // The strategy is a per-run setting, so a campaign can vary it; by
-    // default (auto) each run draws one and its parameters from its seed.
+    // default (auto) each run's arm and scale follow what earlier runs found.
     let strategy = args
         .settings
         .take("DELAYSHIM_STRATEGY")
@@ -218,8 +242,9 @@ fn campaign(mut args: Args) -> Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
-    // locks, auto's arm that runs print as strategy=locks: every, over the
-    // lock calls only, delayed after them (unless options say otherwise).
+    // locks, auto's arm that runs print as strategy=locks@SCALE: every,
+    // over the lock calls only, delayed after them (unless options say
+    // otherwise).
     let strategy = if strategy == LOCKS {
         for (var, value) in [
             ("DELAYSHIM_FUNCS", "fcntl,flock"),
@@ -266,6 +291,12 @@ fn campaign(mut args: Args) -> Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
+    if strategy != AUTO && (args.auto_arms.is_some() || args.auto_scales.is_some()) {
+        eprintln!(
+            "delayshim fuzz: --auto-arms and --auto-scales are for --strategy auto, not {strategy}"
+        );
+        return Ok(EXIT_USAGE);
+    }
     // Under seccomp each run is `delayshim run --backend seccomp -- PROGRAM`,
     // without LD_PRELOAD: its reproduce line and replay use the same.
     let (program, rest, preload) = match backend {
@@ -302,6 +333,10 @@ fn campaign(mut args: Args) -> Result<u8> {
         keep_going: args.keep_going,
         keep_log: args.log,
         confirm: args.confirm,
+        auto_choice: delayshim_campaign::auto::arms::Choice {
+            arms: args.auto_arms.map_or_else(Vec::new, |a| a.0),
+            scales_us: args.auto_scales.map_or_else(Vec::new, |s| s.0),
+        },
         out,
         resume: args.resume,
         force: args.force,

@@ -56,7 +56,8 @@ pub(crate) struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     Run(run::Args),
-    Fuzz(fuzz::Args),
+    // Boxed: its many options make it far larger than the others.
+    Fuzz(Box<fuzz::Args>),
     Minimize(minimize::Args),
     Check(check::Args),
     Stats(stats::Args),
@@ -123,7 +124,7 @@ fn main() -> ExitCode {
     };
     let status = match cli.command {
         Command::Run(args) => run::main(args),
-        Command::Fuzz(args) => fuzz::main(args),
+        Command::Fuzz(args) => fuzz::main(*args),
         Command::Minimize(args) => minimize::main(args),
         Command::Check(args) => check::main(args),
         Command::Stats(args) => stats::main(args),
