@@ -234,13 +234,12 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         Some(profile) => {
             let order: Vec<u64> = plan.shard.runs(plan.runs).collect();
             let planned = order.len();
-            let mut learning = crate::auto::Auto::new(
-                plan.seed,
-                profile,
-                &campaign.auto_choice,
-                order,
-                campaign.jobs as usize,
-            );
+            let choice = crate::auto::arms::Choice {
+                seccomp: campaign.ld_preload.is_none(),
+                ..campaign.auto_choice.clone()
+            };
+            let mut learning =
+                crate::auto::Auto::new(plan.seed, profile, &choice, order, campaign.jobs as usize);
             // A resumed campaign learns from the runs done before, too.
             for record in &previous {
                 learning.resume(

@@ -336,6 +336,8 @@ fn campaign(mut args: Args) -> Result<u8> {
         auto_choice: delayshim_campaign::auto::arms::Choice {
             arms: args.auto_arms.map_or_else(Vec::new, |a| a.0),
             scales_us: args.auto_scales.map_or_else(Vec::new, |s| s.0),
+            // Set by the campaign from its backend.
+            seccomp: false,
         },
         out,
         resume: args.resume,

@@ -12,6 +12,9 @@ pub enum Needs {
     Effects,
     /// Lock calls (the fcntl and flock families).
     Locks,
+    /// Effect calls, beneath the shim: its tasks meet in the run's region,
+    /// which the seccomp backend does not give them.
+    EffectsUnderShim,
 }
 
 /// One arm.
@@ -126,6 +129,28 @@ pub const ARMS: &[Arm] = &[
         },
         sleeps: |scale, _| 3.0 * scale as f64,
     },
+    // PCT across the run's processes and threads: the scale is a task's
+    // typical wait, which the shim bounds by 5 means (then a quiet task
+    // counts as blocked); one change point (depth 2) over the run's steps,
+    // about the effect calls all its processes make.
+    Arm {
+        name: "pct",
+        needs: Needs::EffectsUnderShim,
+        settings: |scale, p| {
+            vec![
+                ("DELAYSHIM_STRATEGY", "pct".into()),
+                ("DELAYSHIM_DEPTH", "2".into()),
+                ("DELAYSHIM_MEAN_US", (scale / 5).max(1).to_string()),
+                (
+                    "DELAYSHIM_HORIZON",
+                    (p.effect_calls * p.processes.max(1))
+                        .clamp(1, 1_000_000_000)
+                        .to_string(),
+                ),
+            ]
+        },
+        sleeps: |scale, p| p.effect_calls as f64 * 0.5 * scale as f64,
+    },
     // A process's scale is drawn log-uniformly up to the cell's.
     Arm {
         name: "victims",
@@ -205,6 +230,8 @@ pub fn scale_text(us: u64) -> String {
 pub struct Choice {
     pub arms: Vec<&'static str>,
     pub scales_us: Vec<u64>,
+    /// The runs go beneath the seccomp backend: no arm that needs the shim.
+    pub seccomp: bool,
 }
 
 /// The most a scale may be: one delay of a second already makes a run of
@@ -275,6 +302,7 @@ pub fn cells_for(profile: &Profile, choice: &Choice) -> Vec<Cell> {
         let applies = match arm.needs {
             Needs::Effects => profile.has_effect_calls(),
             Needs::Locks => profile.has_lock_calls(),
+            Needs::EffectsUnderShim => profile.has_effect_calls() && !choice.seccomp,
         };
         if !applies || !(choice.arms.is_empty() || choice.arms.contains(&arm.name)) {
             continue;
@@ -367,10 +395,29 @@ mod tests {
     }
 
     #[test]
+    fn pct_is_an_arm_beneath_the_shim_only() {
+        let cells = |seccomp| {
+            cells_for(
+                &profile(12, 8),
+                &Choice {
+                    seccomp,
+                    ..Choice::default()
+                },
+            )
+            .iter()
+            .filter(|c| c.arm().name == "pct")
+            .count()
+        };
+        assert_eq!(cells(false), SCALES_US.len());
+        assert_eq!(cells(true), 0);
+    }
+
+    #[test]
     fn the_choice_narrows_the_cells_and_bad_lists_are_refused() {
         let choice = Choice {
             arms: parse_arms("locks, every").unwrap(),
             scales_us: parse_scales("500us,2ms,3000").unwrap(),
+            seccomp: false,
         };
         let labels: Vec<String> = cells_for(&profile(12, 8), &choice)
             .iter()
@@ -394,7 +441,7 @@ mod tests {
             ..Choice::default()
         };
         assert_eq!(cells_for(&profile(12, 0), &locks_only).len(), 1);
-        for bad in ["", "every,pct", "EVERY"] {
+        for bad in ["", "every,chaos", "EVERY"] {
             let error = parse_arms(bad).unwrap_err();
             assert!(error.starts_with("expected arm names"), "{error}");
         }
