@@ -125,7 +125,7 @@ fn bad_auto_options_are_refused_with_one_line() {
         (&["--auto-scales", "0"][..], "--auto-scales"),
         (&["--auto-scales", "2s"][..], "from 1us to 1s"),
         (&["--auto-scales", "1ms,,5ms"][..], "got \"\""),
-        (&["--auto-arms", "every,pct"][..], "got \"pct\""),
+        (&["--auto-arms", "every,chaos"][..], "got \"chaos\""),
         (
             &["--strategy", "sparse", "--auto-arms", "every"][..],
             "are for --strategy auto, not sparse",

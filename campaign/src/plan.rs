@@ -92,13 +92,14 @@ impl RunPlan {
         let sampled = self.settings.iter().any(|(name, value)| {
             name == "DELAYSHIM_PROB" && value.parse::<f64>().is_ok_and(|p| p < 1.0)
         });
-        // locks: a program may take no lock at all in one run. auto's
-        // cells are named ARM@SCALE.
+        // locks: a program may take no lock at all in one run; pct: a task
+        // waits only while a higher-priority one is eligible. auto's cells
+        // are named ARM@SCALE.
         let arm = self
             .strategy
             .as_deref()
             .map(|s| s.split('@').next().unwrap_or(s));
-        sampled || matches!(arm, Some("sparse" | "victims" | "sites" | "locks"))
+        sampled || matches!(arm, Some("sparse" | "victims" | "sites" | "locks" | "pct"))
     }
 
     /// The run's own variables, `None` for one to remove: its seed, its
