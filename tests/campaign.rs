@@ -678,6 +678,70 @@ fn a_signal_at_any_moment_ends_the_campaign_with_its_status_and_a_summary() {
     }
 }
 
+/// Processes whose environment carries a run marker of campaign `pid`
+/// (`_DELAYSHIM_RUN=PID.N`, see campaign/src/descendants.rs).
+fn marked_processes(pid: u32) -> Vec<i32> {
+    let wanted = format!("_DELAYSHIM_RUN={pid}.");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|process| {
+            std::fs::read(format!("/proc/{process}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|entry| entry.starts_with(wanted.as_bytes()))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_campaign_killed_by_sigkill_leaves_no_process_of_its_runs() {
+    // A daemon in a session of its own and a child in the run's group:
+    // neither is the campaign's child, and SIGKILL lets it clean nothing.
+    let out_dir = tempdir();
+    let mut child = spawn_fuzz(&[
+        "--runs",
+        "2",
+        "--jobs",
+        "2",
+        "--timeout",
+        "60",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 74.25 & sleep 74.5",
+    ]);
+    wait_for("sleep 74.25");
+    wait_for("sleep 74.5");
+    let campaign = child.id();
+    assert!(
+        !marked_processes(campaign).is_empty(),
+        "runs carry the marker"
+    );
+    // SAFETY: signals our own child, not its group.
+    unsafe { libc::kill(campaign as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let start = std::time::Instant::now();
+    let mut left = marked_processes(campaign);
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+        left = marked_processes(campaign);
+    }
+    for process in &left {
+        // SAFETY: the leftovers of the campaign this test started.
+        unsafe { libc::kill(*process, libc::SIGKILL) };
+    }
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "processes of the killed campaign's runs"
+    );
+    assert!(all_gone("sleep 74.25") && all_gone("sleep 74.5"));
+}
+
 /// A pipe whose reading end is closed: writes to it fail with EPIPE.
 fn closed_pipe() -> std::process::Stdio {
     use std::os::fd::FromRawFd as _;

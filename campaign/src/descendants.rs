@@ -3,13 +3,16 @@
 //! each run carries a marker variable that its descendants inherit, the
 //! runner becomes a child subreaper (orphans are reparented to it, not to
 //! init), and when a run ends every live process of its group or with its
-//! marker is killed and the orphans are reaped.
+//! marker is killed and the orphans are reaped. If the runner itself is
+//! killed, its [`crate::watchdog`] does that.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::watchdog::Watchdog;
 
 /// Set in each run's environment to `CAMPAIGN_PID.RUN_INDEX`. Not a
 /// `DELAYSHIM_*` name: the shim refuses variables it does not know.
@@ -31,10 +34,13 @@ pub fn replay_marker() -> String {
 /// Spawns runs and reaps the orphans they leave. A child subreaper gets
 /// every orphaned descendant as its child, so it must wait for them, but
 /// never for a run's own process, which its thread waits for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reaper {
     /// Run processes that their threads will wait for.
     leaders: Mutex<HashSet<libc::pid_t>>,
+    /// Kills the runs' groups and marked processes if this process dies
+    /// without doing it itself (SIGKILL).
+    watchdog: Watchdog,
 }
 
 impl Reaper {
@@ -44,7 +50,10 @@ impl Reaper {
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Reaper::default())
+        Ok(Reaper {
+            leaders: Mutex::default(),
+            watchdog: Watchdog::start()?,
+        })
     }
 
     /// The one reaper of this process. A second one would reap the first
@@ -65,6 +74,7 @@ impl Reaper {
         let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
         let child = command.spawn()?;
         leaders.insert(child.id() as libc::pid_t);
+        self.watchdog.started(child.id() as libc::pid_t);
         Ok(child)
     }
 
@@ -72,6 +82,7 @@ impl Reaper {
     pub fn release(&self, child: &Child) {
         let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
         leaders.remove(&(child.id() as libc::pid_t));
+        self.watchdog.ended(child.id() as libc::pid_t);
     }
 
     /// Waits for every zombie child that is not a run's own process.

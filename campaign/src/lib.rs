@@ -4,7 +4,8 @@
 //! - [`backend`]: preload or seccomp beneath a program, and why;
 //! - [`plan`]: a campaign's runs, seeds, shards and per-run settings;
 //! - [`run`]: one run under the shim (process group, timeout, outcome),
-//!   with [`descendants`] killing whatever it leaves running;
+//!   with [`descendants`] killing whatever it leaves running and
+//!   [`watchdog`] doing so when the campaign itself is killed;
 //! - [`fresh`]: `--fresh-dir`'s directory per run, `--setup` and `--check`;
 //! - [`campaign`]: many runs, `--jobs` at a time, with [`report`]'s lines
 //!   and summary;
@@ -46,6 +47,7 @@ pub mod seccomp;
 pub mod shim_file;
 pub mod stats;
 pub mod symbols;
+pub mod watchdog;
 
 pub use campaign::{run_campaign, Campaign};
 pub use inspect::{inspect, resolve, FuncSelection, Inspection};
