@@ -628,3 +628,59 @@ fn check_names_why_the_loader_would_ignore_the_shim() {
         "{report}"
     );
 }
+
+#[test]
+fn the_shims_statistics_lines_parse_into_the_one_type_the_command_reads() {
+    use delayshim_campaign::stats::{read_lines, StatsEvent, StatsField};
+    let dir = tempdir();
+    let stats = dir.path().join("stats.jsonl");
+    let settings = [
+        ("DELAYSHIM_STATS", stats.to_str().unwrap()),
+        ("DELAYSHIM_MEAN_US", "1"),
+    ];
+    let out = run(
+        crate::util::under_shim(crate::util::PROBE, &settings).args([
+            "paired",
+            dir.path().to_str().unwrap(),
+            "5",
+            "1",
+        ]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = read_lines(&stats, false).unwrap();
+    let starts = lines
+        .iter()
+        .filter(|l| l.event == Some(StatsEvent::Start))
+        .count();
+    let exits: Vec<_> = lines
+        .iter()
+        .filter(|l| l.event == Some(StatsEvent::Exit))
+        .collect();
+    assert!(starts >= 1 && exits.len() == starts, "{lines:?}");
+    for exit in &exits {
+        assert!(exit.pid.is_some() && exit.ppid.is_some() && exit.seed.is_some());
+        assert_eq!(exit.strategy.as_deref(), Some("every"));
+        assert!(exit.exe.as_deref().is_some_and(|e| e.ends_with("/probe")));
+        for field in ["calls", "delayed", "delay_us", "faults"] {
+            assert!(exit.by_function(field).is_some(), "{field}: {exit:?}");
+        }
+        assert!(matches!(
+            exit.fields.get("injected"),
+            Some(StatsField::Count(_))
+        ));
+        // Every field the shim writes has its typed place.
+        assert!(
+            !exit
+                .fields
+                .values()
+                .any(|f| matches!(f, StatsField::Other(_))),
+            "{exit:?}"
+        );
+    }
+    let delayed: u64 = exits
+        .iter()
+        .map(|e| e.by_function("delayed").unwrap().values().sum::<u64>())
+        .sum();
+    assert!(delayed > 0);
+}

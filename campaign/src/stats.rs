@@ -1,19 +1,75 @@
 //! The shim's statistics lines, summed. A process that exits writes
 //! `{"event":"exit","pid":..,"exe":"..","calls":{FN:N},"delayed":{FN:N},...}`
 //! (older shims write the same without `event`); each program also writes
-//! a `{"event":"start",...}` line when it starts. Every field
-//! whose value is an object of counts is summed by function, and every
-//! other whole-number field except the process's identity is summed as a
-//! count, so fields the shim adds later are summed without changes here.
+//! a `{"event":"start",...}` line when it starts. [`StatsLine`] is the one
+//! definition of a line: every field whose value is an object of counts is
+//! summed by function, and every other whole-number field except the
+//! process's identity is summed as a count, so fields the shim adds later
+//! are summed without changes here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use serde_json::Value;
 
-/// Whole-number fields that name a process, not count anything.
-const IDENTITY_FIELDS: [&str; 3] = ["pid", "ppid", "seed"];
+/// One line of a statistics file, as the shim writes it
+/// (shim/src/stats.rs): the one definition every reader here parses.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct StatsLine {
+    /// `start` or `exit`; older shims wrote exit lines without it.
+    #[serde(default)]
+    pub event: Option<StatsEvent>,
+    #[serde(default)]
+    pub pid: Option<i64>,
+    #[serde(default)]
+    pub ppid: Option<i64>,
+    /// The process's executable.
+    #[serde(default)]
+    pub exe: Option<String>,
+    /// The process's seed and strategy (exit lines).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Every other field: counts by function (`calls`, `delayed`,
+    /// `delay_us`, `faults`) or one count (`injected`), by name, so that
+    /// fields the shim adds later are summed with no change here.
+    #[serde(flatten)]
+    pub fields: BTreeMap<String, StatsField>,
+}
+
+/// What a line says about its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsEvent {
+    Start,
+    Exit,
+    /// An event a newer shim writes: not summed.
+    #[serde(other)]
+    Other,
+}
+
+/// A field of [`StatsLine::fields`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StatsField {
+    ByFunction(BTreeMap<String, u64>),
+    Count(u64),
+    /// Anything else (a name, a negative number): not summed.
+    Other(Value),
+}
+
+impl StatsLine {
+    /// One per-function field (empty when the line does not have it).
+    pub fn by_function(&self, name: &str) -> Option<&BTreeMap<String, u64>> {
+        match self.fields.get(name) {
+            Some(StatsField::ByFunction(counts)) => Some(counts),
+            _ => None,
+        }
+    }
+}
 
 /// Statistics summed over processes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,26 +87,27 @@ pub struct Counts {
 
 impl Counts {
     /// Adds one statistics line, parsed.
-    pub fn add_line(&mut self, process: &serde_json::Map<String, Value>) {
-        if process.get("event").and_then(Value::as_str) == Some("start") {
-            self.started += 1;
-            return;
+    pub fn add_line(&mut self, line: &StatsLine) {
+        match line.event {
+            Some(StatsEvent::Start) => {
+                self.started += 1;
+                return;
+            }
+            Some(StatsEvent::Other) => return,
+            Some(StatsEvent::Exit) | None => self.processes += 1,
         }
-        self.processes += 1;
-        for (field, value) in process {
+        for (field, value) in &line.fields {
             match value {
-                Value::Object(counts) => {
+                StatsField::ByFunction(counts) => {
                     let totals = self.by_function.entry(field.clone()).or_default();
                     for (function, n) in counts {
-                        *totals.entry(function.clone()).or_default() += n.as_u64().unwrap_or(0);
+                        *totals.entry(function.clone()).or_default() += n;
                     }
                 }
-                Value::Number(n) if !IDENTITY_FIELDS.contains(&field.as_str()) => {
-                    if let Some(n) = n.as_u64() {
-                        *self.scalars.entry(field.clone()).or_default() += n;
-                    }
+                StatsField::Count(n) => {
+                    *self.scalars.entry(field.clone()).or_default() += n;
                 }
-                _ => {}
+                StatsField::Other(_) => {}
             }
         }
     }
@@ -92,19 +149,16 @@ impl Counts {
     /// Reads a statistics file of a run: a missing file is no process.
     pub fn read(path: &Path) -> Result<Counts> {
         let mut counts = Counts::default();
-        for (_, process) in read_lines(path, true)? {
-            counts.add_line(&process);
+        for line in read_lines(path, true)? {
+            counts.add_line(&line);
         }
         Ok(counts)
     }
 }
 
-/// The lines of a statistics file with each line's `exe`. A missing file
-/// is empty when `missing_ok`; a line that is not a JSON object is an error.
-pub fn read_lines(
-    path: &Path,
-    missing_ok: bool,
-) -> Result<Vec<(String, serde_json::Map<String, Value>)>> {
+/// The lines of a statistics file. A missing file is empty when
+/// `missing_ok`; a line that is not a statistics line is an error.
+pub fn read_lines(path: &Path, missing_ok: bool) -> Result<Vec<StatsLine>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -115,16 +169,14 @@ pub fn read_lines(
         if line.trim().is_empty() {
             continue;
         }
-        let where_ = || format!("{}:{}", path.display(), number + 1);
-        let Ok(Value::Object(process)) = serde_json::from_str::<Value>(line) else {
-            bail!("{}: not a delayshim statistics line: {line:.80}", where_());
+        let Ok(parsed) = serde_json::from_str::<StatsLine>(line) else {
+            bail!(
+                "{}:{}: not a delayshim statistics line: {line:.80}",
+                path.display(),
+                number + 1
+            );
         };
-        let exe = process
-            .get("exe")
-            .and_then(Value::as_str)
-            .unwrap_or("(unknown)")
-            .to_owned();
-        lines.push((exe, process));
+        lines.push(parsed);
     }
     Ok(lines)
 }
@@ -141,9 +193,10 @@ impl StatsTable {
     pub fn read(paths: &[impl AsRef<Path>]) -> Result<StatsTable> {
         let mut table = StatsTable::default();
         for path in paths {
-            for (exe, process) in read_lines(path.as_ref(), false)? {
-                table.by_exe.entry(exe).or_default().add_line(&process);
-                table.total.add_line(&process);
+            for line in read_lines(path.as_ref(), false)? {
+                let exe = line.exe.clone().unwrap_or_else(|| "(unknown)".into());
+                table.by_exe.entry(exe).or_default().add_line(&line);
+                table.total.add_line(&line);
             }
         }
         Ok(table)
@@ -337,7 +390,7 @@ fn align(rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> serde_json::Map<String, Value> {
+    fn line(text: &str) -> StatsLine {
         serde_json::from_str(text).unwrap()
     }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::Value;
 
+use crate::stats::{StatsEvent, StatsLine};
+
 /// Where a campaign keeps its calibration profile.
 pub const PROFILE_JSON: &str = "auto-profile.json";
 
@@ -37,30 +39,23 @@ impl Profile {
     /// Reads a calibration run's statistics file.
     pub fn read(stats: &Path, wall: Duration) -> Result<Profile> {
         let lines = crate::stats::read_lines(stats, true)?;
-        Ok(Profile::from_lines(
-            lines.iter().map(|(_, line)| line),
-            wall,
-        ))
+        Ok(Profile::from_lines(lines.iter(), wall))
     }
 
-    pub fn from_lines<'a>(
-        lines: impl Iterator<Item = &'a serde_json::Map<String, Value>>,
-        wall: Duration,
-    ) -> Profile {
+    pub fn from_lines<'a>(lines: impl Iterator<Item = &'a StatsLine>, wall: Duration) -> Profile {
         let mut profile = Profile {
             wall,
             ..Profile::default()
         };
         for line in lines {
-            if line.get("event").and_then(Value::as_str) == Some("start") {
+            if line.event == Some(StatsEvent::Start) {
                 continue;
             }
             profile.processes += 1;
             let mut by_family: BTreeMap<&str, u64> = BTreeMap::new();
-            let calls = line.get("calls").and_then(Value::as_object);
-            for (function, n) in calls.into_iter().flatten() {
+            for (function, n) in line.by_function("calls").into_iter().flatten() {
                 let family = delayshim_settings::family_of(function).map_or("other", |f| f.name);
-                *by_family.entry(family).or_default() += n.as_u64().unwrap_or(0);
+                *by_family.entry(family).or_default() += n;
             }
             let effect: u64 = by_family
                 .iter()
@@ -167,7 +162,7 @@ pub fn is_effect_family(family: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn lines(text: &[&str]) -> Vec<serde_json::Map<String, Value>> {
+    fn lines(text: &[&str]) -> Vec<StatsLine> {
         text.iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
