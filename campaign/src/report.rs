@@ -78,13 +78,28 @@ pub fn reproduce_command(context: &Context, plan: &RunPlan) -> String {
     } else {
         format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()))
     };
+    // pct's tasks meet in a region of the run's own, which `delayshim run`
+    // makes (and LD_PRELOAD is then its own).
+    let pct = plan
+        .settings
+        .iter()
+        .any(|(name, value)| name == "DELAYSHIM_STRATEGY" && value == "pct");
     for (name, value) in &context.env {
-        let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
+        if !(pct && name == "LD_PRELOAD") {
+            let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
+        }
     }
     for (name, value) in &plan.settings {
         let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
     }
     let mut command = shell_words(&context.command);
+    if pct {
+        let delayshim = std::env::current_exe().unwrap_or_else(|_| "delayshim".into());
+        command = format!(
+            "{} run --backend preload -- {command}",
+            shell_word(delayshim.as_os_str().as_bytes())
+        );
+    }
     if context.fresh_dir {
         // Every word holding `{dir}` is single-quoted (`{` is not plain).
         command = command.replace("{dir}", "'\"$d\"'");
@@ -415,6 +430,27 @@ mod tests {
         assert_eq!(shell_word(b"it's"), r"'it'\''s'");
         assert_eq!(shell_word(b""), "''");
         assert_eq!(shell_word(b"*.db"), "'*.db'");
+    }
+
+    #[test]
+    fn a_pct_run_is_reproduced_through_delayshim_run_which_makes_its_region() {
+        let context = Context {
+            cwd: "/w".into(),
+            env: vec![("LD_PRELOAD".into(), "/x/libdelayshim.so".into())],
+            command: vec!["prog".into()],
+            fresh_dir: false,
+            setup: None,
+        };
+        let plan = RunPlan {
+            index: 0,
+            seed: 5,
+            strategy: Some("pct@1ms".into()),
+            settings: vec![("DELAYSHIM_STRATEGY".into(), "pct".into())],
+        };
+        let line = reproduce_command(&context, &plan);
+        assert!(!line.contains("LD_PRELOAD"), "{line}");
+        assert!(line.contains("DELAYSHIM_STRATEGY=pct "), "{line}");
+        assert!(line.ends_with(" run --backend preload -- prog"), "{line}");
     }
 
     #[test]
