@@ -182,6 +182,14 @@ fn after_install(install: Option<Install>, spared: Option<bool>) {
     }
 }
 
+/// What a process leaving by a way that skips atexit handlers still does:
+/// its exit event, its pct slot back, its statistics line.
+fn leaving() {
+    crate::track::exiting();
+    crate::pct::leave();
+    crate::init::write_stats();
+}
+
 /// `_exit` and `_Exit` skip atexit handlers: programs such as Python's
 /// multiprocessing end their fork children with them, and signal handlers
 /// call them, so the statistics are written here first, without
@@ -190,18 +198,14 @@ fn after_install(install: Option<Install>, spared: Option<bool>) {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn _exit(status: c_int) -> ! {
-    crate::track::exiting();
-    crate::pct::leave();
-    crate::init::write_stats();
+    leaving();
     crate::init::exit_now(status)
 }
 
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn _Exit(status: c_int) -> ! {
-    crate::track::exiting();
-    crate::pct::leave();
-    crate::init::write_stats();
+    leaving();
     crate::init::exit_now(status)
 }
 
@@ -209,9 +213,7 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn quick_exit(status: c_int) -> ! {
-    crate::track::exiting();
-    crate::pct::leave();
-    crate::init::write_stats();
+    leaving();
     type QuickExit = unsafe extern "C" fn(c_int) -> !;
     if let Some(real) = crate::real::QUICK_EXIT.get() {
         // SAFETY: the real quick_exit.

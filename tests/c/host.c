@@ -270,16 +270,18 @@ static int run_true(int how) {
     return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
 }
 
-/* A crash reporter: a SIGSEGV handler on an 8 KB alternate stack (glibc's
- * SIGSTKSZ without _GNU_SOURCE) starts other programs. */
+/* A crash reporter: a SIGSEGV handler on an alternate stack of `size`
+ * bytes (8 KB by default, glibc's SIGSTKSZ without _GNU_SOURCE; 4 KB at
+ * the least) starts other programs. */
 static char small_altstack[8192];
 static void on_segv_report(int sig) {
     (void)sig;
     int failed = run_true(0) + run_true(1);
     _exit(failed ? 1 : 42);
 }
-static int report_on_crash(void) {
-    stack_t stack = {.ss_sp = small_altstack, .ss_size = sizeof small_altstack};
+static int report_on_crash(size_t size) {
+    if (size < 4096 || size > sizeof small_altstack) return 2;
+    stack_t stack = {.ss_sp = small_altstack, .ss_size = size};
     sigaltstack(&stack, NULL);
     struct sigaction action = {.sa_handler = on_segv_report, .sa_flags = SA_ONSTACK};
     sigaction(SIGSEGV, &action, NULL);
@@ -349,7 +351,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "bad-pointer")) return bad_pointer();
     if (!strcmp(mode, "stderr-reuse")) return stderr_reuse(dir);
     if (!strcmp(mode, "close-fault")) return close_fault(dir);
-    if (!strcmp(mode, "report-on-crash")) return report_on_crash();
+    if (!strcmp(mode, "report-on-crash"))
+        return report_on_crash(argc > 2 ? strtoul(argv[2], NULL, 10) : sizeof small_altstack);
     if (!strcmp(mode, "sandboxed")) return sandboxed(dir, 0);
     if (!strcmp(mode, "sandboxed-syscall")) return sandboxed(dir, 1);
     if (!strcmp(mode, "sandbox-checks")) return sandbox_checks(dir);

@@ -12,7 +12,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,39 +172,6 @@ static int many_threads(const char *dir, int threads, int writes) {
     return 0;
 }
 
-/* A crash reporter on a 4 KB alternate stack: posix_spawn and
- * fork-then-execve from its SIGSEGV handler. */
-static char altstack_4k[4096];
-static int spawn_true(int how) {
-    char *argv_true[] = {"true", NULL};
-    char *own_environment[] = {"A=1", "B=2", NULL};
-    pid_t child;
-    if (how == 0) {
-        if (posix_spawn(&child, "/bin/true", NULL, NULL, argv_true, environ) != 0) return 1;
-    } else {
-        child = fork();
-        if (child == 0) {
-            execve("/bin/true", argv_true, own_environment);
-            _exit(127);
-        }
-    }
-    int status;
-    return waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
-}
-static void on_segv_report(int sig) {
-    (void)sig;
-    int failed = spawn_true(0) + spawn_true(1);
-    _exit(failed ? 1 : 42);
-}
-static int report_on_crash_4k(void) {
-    stack_t stack = {.ss_sp = altstack_4k, .ss_size = sizeof altstack_4k};
-    sigaltstack(&stack, NULL);
-    struct sigaction action = {.sa_handler = on_segv_report, .sa_flags = SA_ONSTACK};
-    sigaction(SIGSEGV, &action, NULL);
-    raise(SIGSEGV);
-    return 1;
-}
-
 /* Transfers of 0, 1 and 4 bytes: prints what each write returned. */
 static int small_writes(const char *dir) {
     int fd = open(in_dir(dir, "data"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
@@ -234,7 +200,6 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "writes-under-jumps")) return writes_under_jumps(dir);
     if (!strcmp(mode, "many-threads") && argc == 5)
         return many_threads(dir, atoi(argv[3]), atoi(argv[4]));
-    if (!strcmp(mode, "report-on-crash-4k")) return report_on_crash_4k();
     if (!strcmp(mode, "small-writes")) return small_writes(dir);
     if (!strcmp(mode, "open-until-full")) return open_until_full(dir);
     return 2;
