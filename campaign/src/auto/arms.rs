@@ -29,7 +29,18 @@ pub struct Arm {
     /// About how many of one process's calls sleep, and how long each,
     /// relative to the scale: for a first guess of a run's cost.
     pub sleeps: fn(scale_us: u64, profile: &Profile) -> f64,
+    /// The share of runs that failed at a scale (in microseconds), mean
+    /// over the real-program suite's twelve harnesses, 30 runs each
+    /// (BENCHMARKS.md, "Real-program suite", 2026-12-04): the bandit's
+    /// prior. A scale the suite did not measure takes the rate of the
+    /// nearest one it did; an arm it never measured, [`UNMEASURED_PRIOR`].
+    pub prior: &'static [(u64, f64)],
 }
+
+/// The prior of an arm the suite did not measure: about the rate of the
+/// weaker measured arms (sites 0.18, locks 0.13, sparse 0.06), so it is
+/// tried early where it is cheap and after the blanket cells where not.
+pub const UNMEASURED_PRIOR: f64 = 0.1;
 
 /// The shim's own budget: a thread's injected sleep stays under 0.9 of its
 /// time. A blanket 5 ms delay needs room: a lower budget stops it long
@@ -56,12 +67,14 @@ pub const ARMS: &[Arm] = &[
         needs: Needs::Effects,
         settings: |scale, p| blanket("exp")(scale, p),
         sleeps: |scale, p| p.effect_calls as f64 * scale as f64,
+        prior: &[(200, 0.24), (1000, 0.36), (5000, 0.57)],
     },
     Arm {
         name: "every-fixed",
         needs: Needs::Effects,
         settings: |scale, p| blanket("fixed")(scale, p),
         sleeps: |scale, p| p.effect_calls as f64 * scale as f64,
+        prior: &[(200, 0.26), (1000, 0.37), (5000, 0.71)],
     },
     // A release held open: the window of a lost update between a lock's
     // release and the next acquisition.
@@ -80,6 +93,7 @@ pub const ARMS: &[Arm] = &[
             ]
         },
         sleeps: |scale, p| p.lock_calls as f64 * 0.5 * scale as f64,
+        prior: &[(1000, 0.13)],
     },
     // Call sites on for a seed: over lock calls where there are any, else
     // over every effect call (a write+rename program has no lock to hold).
@@ -108,6 +122,7 @@ pub const ARMS: &[Arm] = &[
             };
             selected as f64 * 0.25 * scale as f64
         },
+        prior: &[(1000, 0.18)],
     },
     // Change points sleep ten times the shim's mean: the scale is theirs.
     Arm {
@@ -128,6 +143,7 @@ pub const ARMS: &[Arm] = &[
             settings
         },
         sleeps: |scale, _| 3.0 * scale as f64,
+        prior: &[(1000, 0.06)],
     },
     // PCT across the run's processes and threads: the scale is a task's
     // typical wait, which the shim bounds by 5 means (then a quiet task
@@ -150,6 +166,7 @@ pub const ARMS: &[Arm] = &[
             ]
         },
         sleeps: |scale, p| p.effect_calls as f64 * 0.5 * scale as f64,
+        prior: &[],
     },
     // A process's scale is drawn log-uniformly up to the cell's.
     Arm {
@@ -166,6 +183,7 @@ pub const ARMS: &[Arm] = &[
             ]
         },
         sleeps: |scale, p| p.effect_calls as f64 * 0.5 * 0.4 * scale as f64,
+        prior: &[],
     },
 ];
 
@@ -200,6 +218,17 @@ impl Cell {
             .collect();
         settings.push(("DELAYSHIM_BUDGET".into(), BUDGET.to_string()));
         settings
+    }
+
+    /// The suite's share of failing runs for this cell's arm at the
+    /// nearest measured scale, or [`UNMEASURED_PRIOR`].
+    pub fn prior(&self) -> f64 {
+        let distance = |scale: u64| (scale as f64 / self.scale_us.max(1) as f64).ln().abs();
+        self.arm()
+            .prior
+            .iter()
+            .min_by(|a, b| distance(a.0).total_cmp(&distance(b.0)))
+            .map_or(UNMEASURED_PRIOR, |(_, rate)| *rate)
     }
 
     /// A first guess of one run's wall time in seconds: the calibration

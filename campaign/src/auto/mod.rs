@@ -32,7 +32,7 @@ use profile::Profile;
 
 /// A run without a failure earns at most this much for novelty, so that
 /// one failure outweighs any amount of it.
-const NOVELTY_REWARD: f64 = 0.3;
+const NOVELTY_REWARD: f64 = 0.03;
 /// New keys that earn half of [`NOVELTY_REWARD`].
 const NOVELTY_HALF: f64 = 20.0;
 
@@ -112,10 +112,6 @@ pub struct Auto {
     /// A run over lock releases only delayed nothing: the program's fcntl
     /// calls are not locks, and lock-only cells are left out from then on.
     no_locks: bool,
-    /// Delay scales some run failed at: the window a scale bridges is much
-    /// of what makes a cell find a race, so every cell of such a scale is
-    /// tried twice before the sampling alone decides about it.
-    failed_scales: std::collections::BTreeSet<u64>,
     /// Runs done before a `--resume`, by index, with their cells.
     done_before: BTreeMap<u64, usize>,
     seen: Seen,
@@ -135,6 +131,7 @@ impl Auto {
         let arms = cells
             .iter()
             .map(|cell| bandit::Arm {
+                prior: cell.prior(),
                 expected_seconds: cell.expected_seconds(&profile),
                 ..bandit::Arm::default()
             })
@@ -149,7 +146,6 @@ impl Auto {
             pending: BTreeMap::new(),
             arms,
             no_locks: false,
-            failed_scales: Default::default(),
             done_before: BTreeMap::new(),
             seen: Seen::default(),
             applied: Vec::new(),
@@ -200,35 +196,9 @@ impl Auto {
         let open: Vec<usize> = (0..self.cells.len())
             .filter(|&c| !(self.no_locks && self.cells[c].arm().needs == Needs::Locks))
             .collect();
-        // Once something failed, half the runs go to the leader. The rest
-        // make the broad prior concrete: every cell once (twice at a scale
-        // that failed), cheapest first, before the sampling takes over.
         let mut draws = bandit::draws_for(self.seed, index);
         let arms: Vec<bandit::Arm> = open.iter().map(|&c| self.arms[c].clone()).collect();
-        let exploit = draws.uniform() < bandit::EXPLOIT;
-        let untried: Vec<usize> = open
-            .iter()
-            .copied()
-            .filter(|&c| {
-                let tries = if self.failed_scales.contains(&self.cells[c].scale_us) {
-                    2
-                } else {
-                    1
-                };
-                self.chosen.iter().filter(|&&chosen| chosen == c).count() < tries
-            })
-            .collect();
-        // Shards of one campaign start their rounds at different cells:
-        // shard I (whose first run is I - 1) at the I-th cheapest.
-        let mut by_cost = untried.clone();
-        by_cost.sort_by(|&a, &b| self.arms[a].cost().total_cmp(&self.arms[b].cost()));
-        let shard_offset = self.order.first().copied().unwrap_or(0) as usize;
-        let cheapest = (!by_cost.is_empty()).then(|| by_cost[shard_offset % by_cost.len()]);
-        let cell = match (exploit.then(|| bandit::leader(&arms)).flatten(), cheapest) {
-            (Some(leader), _) => open[leader],
-            (None, Some(cheapest)) => cheapest,
-            (None, None) => open[bandit::choose(&arms, &mut draws)],
-        };
+        let cell = open[bandit::choose(&arms, &mut draws)];
         self.chosen.push(cell);
         let seed = run_seed(self.seed, index);
         Some(RunPlan {
@@ -272,9 +242,6 @@ impl Auto {
         } else {
             NOVELTY_REWARD * new_keys as f64 / (new_keys as f64 + NOVELTY_HALF)
         };
-        if report.failed {
-            self.failed_scales.insert(self.cells[cell].scale_us);
-        }
         let arm = &mut self.arms[cell];
         arm.runs += 1;
         arm.failures += u64::from(report.failed);
