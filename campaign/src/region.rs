@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,10 +96,25 @@ impl Region {
     }
 
     /// Reads every committed event, in the order their slots were claimed.
+    ///
+    /// Only the header and the claimed slots are read: a region is sized
+    /// for the busiest runs (40 MiB by default), and reading all of it
+    /// after every run cost a fast program's campaign more than the run.
     pub fn read(&self) -> Result<Events> {
-        let bytes = fs::read(&self.path)
-            .with_context(|| format!("reading the run's region {}", self.path.display()))?;
-        read_events(&bytes)
+        let context = || format!("reading the run's region {}", self.path.display());
+        let file = File::open(&self.path).with_context(context)?;
+        let size = file.metadata().with_context(context)?.len();
+        let mut prefix = vec![0u8; size.min(256) as usize];
+        file.read_exact_at(&mut prefix, 0).with_context(context)?;
+        let layout = Layout::validate(&prefix, size)
+            .map_err(|why| anyhow::anyhow!("the run's region is {}", why.reason()))?;
+        let mut cursor = [0u8; 8];
+        file.read_exact_at(&mut cursor, layout.events + events::CURSOR as u64)
+            .with_context(context)?;
+        let claimed = u64::from_le_bytes(cursor).min(layout.capacity);
+        let mut bytes = vec![0u8; layout.slot(claimed) as usize];
+        file.read_exact_at(&mut bytes, 0).with_context(context)?;
+        Ok(parse_events(&bytes, &layout))
     }
 }
 
@@ -114,6 +129,12 @@ pub fn read_events(bytes: &[u8]) -> Result<Events> {
     let prefix = &bytes[..bytes.len().min(256)];
     let layout = Layout::validate(prefix, bytes.len() as u64)
         .map_err(|why| anyhow::anyhow!("the run's region is {}", why.reason()))?;
+    Ok(parse_events(bytes, &layout))
+}
+
+/// The events of a validated region's first bytes: those of the slots
+/// claimed that `bytes` holds whole.
+fn parse_events(bytes: &[u8], layout: &Layout) -> Events {
     let section = layout.events as usize;
     let word = |at: usize, n: usize| {
         let mut buf = [0u8; 8];
@@ -123,16 +144,15 @@ pub fn read_events(bytes: &[u8]) -> Result<Events> {
     let claimed = word(events::CURSOR, 8).min(layout.capacity);
     let full = word(events::FULL, 4) != 0;
     let events = (0..claimed)
-        .filter_map(|index| {
-            let at = layout.slot(index) as usize;
-            Event::decode(&bytes[at..at + EVENT_SIZE])
-        })
+        .map(|index| layout.slot(index) as usize)
+        .take_while(|&at| at + EVENT_SIZE <= bytes.len())
+        .filter_map(|at| Event::decode(&bytes[at..at + EVENT_SIZE]))
         .collect();
-    Ok(Events {
+    Events {
         events,
         full,
         capacity: layout.capacity,
-    })
+    }
 }
 
 /// Removes the regions in `dir` whose creator (the pid in the name) is
