@@ -236,9 +236,12 @@ fn a_run_past_the_timeout_is_a_hang_and_its_group_is_killed() {
 fn daemons_a_run_leaves_behind_are_killed_and_reported() {
     let out_dir = tempdir();
     // One daemon in a new session (setsid), one forked twice within the
-    // run's group; the run itself exits at once. Two runs at a time, so
-    // each run's leftovers must be told apart from the other's.
-    let program = "setsid sleep 53.25 & ( ( sleep 53.5 & ) & ); exit 0";
+    // run's group; the run itself exits at once, once the subshell that
+    // forked the second has (else the campaign, which sees the run end at
+    // once, may find that subshell still exiting and count it too). Two
+    // runs at a time, so each run's leftovers must be told apart from the
+    // other's.
+    let program = "setsid sleep 53.25 & ( ( sleep 53.5 & ) & wait ); exit 0";
     let out = run_fuzz(&[
         "--runs",
         "2",

@@ -159,15 +159,76 @@ struct ProcessInfo {
     zombie: bool,
 }
 
+/// The processes a run may have left: as a child subreaper this process
+/// has every one of them in its subtree, which `/proc/PID/task/TID/children`
+/// walks without reading every process of the machine (a scan of a few
+/// hundred processes took tens of milliseconds, after every run). Where
+/// the kernel lacks those files (CONFIG_PROC_CHILDREN), every process.
 fn processes() -> impl Iterator<Item = ProcessInfo> {
+    let me = std::process::id() as libc::pid_t;
+    let pids = subtree(me).unwrap_or_else(every_pid);
+    pids.into_iter().filter_map(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_stat(pid, &stat)
+    })
+}
+
+/// The descendants of `root` (not `root`), or `None` if the kernel has no
+/// children files. A process that forks or exits during the walk may be
+/// missed: callers look again until nothing is left.
+fn subtree(root: libc::pid_t) -> Option<Vec<libc::pid_t>> {
+    let mut found = Vec::new();
+    let mut next = vec![root];
+    while let Some(pid) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let children = match std::fs::read_to_string(&path) {
+                Ok(children) => children,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && pid == root => return None,
+                Err(_) => continue,
+            };
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                next.push(child);
+            }
+        }
+    }
+    Some(found)
+}
+
+fn every_pid() -> Vec<libc::pid_t> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
-        .filter_map(|entry| {
-            let pid: libc::pid_t = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            parse_stat(pid, &stat)
-        })
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Blocks until `child` exits or `most` passes: on a pidfd (Linux 5.3),
+/// so a run's end is seen at once, not at a polling loop's next turn;
+/// where the kernel has none, a short sleep.
+pub fn wait_for_exit(child: &Child, most: Duration) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1. The child is not waited for yet, so its pid is still its own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    if fd < 0 {
+        std::thread::sleep(most.min(Duration::from_millis(5)));
+        return;
+    }
+    let mut watched = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = most.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: polls one descriptor this function owns.
+    unsafe { libc::poll(&mut watched, 1, millis) };
+    // SAFETY: closes the descriptor opened above, once.
+    unsafe { libc::close(fd) };
 }
 
 /// `PID (COMM) STATE PPID PGRP ...`; COMM may hold spaces and parentheses.

@@ -207,7 +207,6 @@ impl Invocation {
             .with_context(|| format!("starting {}", self.program.to_string_lossy()))?;
         let group = child.id() as libc::pid_t;
         let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -216,8 +215,8 @@ impl Invocation {
                 reaper.kill_group(group);
                 break None;
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            let left = self.timeout.saturating_sub(start.elapsed());
+            crate::descendants::wait_for_exit(&child, left.min(Duration::from_millis(50)));
         };
         let _ = child.wait();
         reaper.release(&child);

@@ -253,7 +253,6 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         .spawn(&mut command)
         .with_context(|| format!("starting {}", spec.program.to_string_lossy()))?;
     let group = child.id() as libc::pid_t;
-    let mut pause = Duration::from_millis(1);
     let ended = loop {
         if let Some(status) = child.try_wait()? {
             break Ended::Exited(status);
@@ -271,8 +270,9 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
                 Ended::TimedOut
             };
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        // Interrupts and the deadline are looked at every 50 ms.
+        let left = spec.timeout.saturating_sub(start.elapsed());
+        crate::descendants::wait_for_exit(&child, left.min(Duration::from_millis(50)));
     };
     reaper.release(&child);
     let elapsed = start.elapsed();
