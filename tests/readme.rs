@@ -166,6 +166,20 @@ fn shape(line: &str) -> String {
     static RULES: std::sync::OnceLock<Vec<(Regex, &str)>> = std::sync::OnceLock::new();
     let rules = RULES.get_or_init(|| {
         [
+            // Which of auto's cells a campaign's runs went to follows the
+            // calibration's timing: the sample's are as good as any.
+            (
+                r"\b(?:every-fixed|every|locks|sites|sparse|pct|victims)@\d+(?:\.\d+)?(?:us|ms)",
+                "CELL",
+            ),
+            (
+                r"CELL \d+/\d+( failing)? in \d+(?:\.\d+)? s(?:, CELL \d+/\d+(?: failing)? in \d+(?:\.\d+)? s)*",
+                "CELLS$1",
+            ),
+            (
+                r"(runs \d+-\d+: )(?:every-fixed|every|locks|sites|sparse|pct|victims) \d+%?(?:,? (?:every-fixed|every|locks|sites|sparse|pct|victims) \d+%?)*",
+                "${1}ARMS",
+            ),
             // What the program under test printed is its own business.
             (r"^(\s+(?:stdout|stderr):).*", "$1"),
             // A word with a slash is a path (after `NAME=` or a backquote).
