@@ -34,7 +34,7 @@ CHART = ROOT / "benchmarks" / "detection-vs-mean.svg"
 REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
-PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts", "suite"]
+PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts", "suite", "auto"]
 # `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
 REPORT_ONLY = "report"
 
@@ -1136,6 +1136,9 @@ def write_report(results):
     if results.get("suite"):
         import bench_suite
         out += bench_suite.report(results["suite"])
+    if results.get("suite_auto"):
+        import bench_suite
+        out += bench_suite.report_auto(results["suite_auto"])
     # The seccomp backend's section, measured by scripts/bench-seccomp.py.
     seccomp = ROOT / "benchmarks" / "seccomp.md"
     if seccomp.exists():
@@ -1177,6 +1180,15 @@ def main():
                 results["suite"] = measured
                 results["updated"] = datetime.date.today().isoformat()
                 results["machine"] = machine()
+                RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+                write_report(results)
+            continue
+        if part == "auto":
+            import bench_suite
+            for measured in bench_suite.part_auto(args, sys.modules[__name__], results["suite"]):
+                old = results.get("suite_auto", {}).get("harnesses", {})
+                results["suite_auto"] = dict(measured, harnesses={**old, **measured["harnesses"]})
+                results["updated"] = datetime.date.today().isoformat()
                 RESULTS.write_text(json.dumps(results, indent=1) + "\n")
                 write_report(results)
             continue

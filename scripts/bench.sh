@@ -7,12 +7,17 @@
 #   scripts/bench.sh [--quick] [overhead|driver|incr|detection|chart|diskcache|minimize|campaign|conflicts]...
 #   scripts/bench.sh detection [--runs N] [--plain-runs N] [--config-seconds S] [--target NAME]...
 #   scripts/bench.sh suite [--runs N] [--target HARNESS]...
+#   scripts/bench.sh auto [--runs N] [--target HARNESS]...
 #
 # The suite part: time to detection in native runs on the real-program
 # harnesses of benchmarks/harness/ (third-party libraries and tools) and two
 # targets, for auto against a grid of single settings, plain reruns and
 # strace; 30 runs per configuration. Long: about 5 to 15 minutes a harness
 # on a quiet 2-core machine. Needs python3 with venv and pip, git, sqlite3.
+#
+# The auto part: auto as a user meets it (a campaign that stops at its
+# first failure), against plain reruns, the better strace setting and the
+# best single shim setting the suite part found, in interleaved rounds.
 #
 # The detection part measures every strategy the shim takes, and
 # --strategy auto through `delayshim fuzz` (the campaign's portfolio).

@@ -252,3 +252,170 @@ def report(suite):
             out += ["", f"auto's runs: {cells}; first failure at run {auto.get('first_failure_run')}."]
         out.append("")
     return out
+
+
+# ------------------------------------------------------------------- auto
+#
+# The `auto` part: `--strategy auto` as a user meets it, a campaign that
+# stops at its first failure, against the configurations it must beat,
+# measured together (rounds interleave them, so the machine's load falls on
+# all alike): plain reruns, the better strace setting and the best single
+# shim setting in hindsight, both as the suite part last measured them.
+
+def poisson_interval(k, level=0.90):
+    """The exact (Garwood) interval of a Poisson count k, by bisection."""
+    alpha = 1 - level
+
+    def cdf(mu, upto):
+        term = total = math.exp(-mu)
+        for i in range(1, upto + 1):
+            term *= mu / i
+            total += term
+        return total
+
+    def solve(target, upto):
+        lo, hi = 0.0, 10.0 * (k + 5)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            if cdf(mid, upto) > target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    low = 0.0 if k == 0 else solve(1 - alpha / 2, k - 1)
+    high = solve(alpha / 2, k)
+    return low, high
+
+
+def ttd_row(found, seconds, trials, native_s):
+    """Expected time to the first failure as total time / failures found:
+    the estimate of a constant-rate search (a campaign censored at its
+    run limit counts its time and no failure), with the Garwood interval
+    of the count."""
+    total = sum(seconds)
+    low, high = poisson_interval(found)
+    per_native = lambda failures: total / failures / native_s if failures > 0 else None
+    return {"trials": trials, "found": found, "seconds": total,
+            "ttd_native": per_native(found), "ttd_native_90": [per_native(high), per_native(low)],
+            "lower_bound_native": None if found else total / native_s}
+
+
+def stored_best(harness_rows, prefix):
+    rows = {c: r for c, r in harness_rows.items() if c.startswith(prefix) and r["found"]}
+    if not rows:
+        rows = {c: r for c, r in harness_rows.items() if c.startswith(prefix)}
+        return min(rows, key=lambda c: -rows[c]["runs"]) if rows else None
+    return min(rows, key=lambda c: rows[c]["ttd_native"])
+
+
+def part_auto(args, bench, stored):
+    """stored: results.json's `suite` part (the grid this compares with)."""
+    trials = args.runs or (10 if args.quick else 30)
+    python = suite_python(bench)
+    targets = harnesses(python)
+    targets["slow-window"] = [str(bench.RELEASE / "slow-window")]
+    targets["lock-gap"] = [str(bench.RELEASE / "lock-gap")]
+    grid_settings = {f"shim, {name}": settings for name, settings in grid().items()}
+    order = [t for t in (args.targets or []) if t in targets] or list(targets)
+    result = {"trials": trials, "campaign_runs": AUTO_CAMPAIGN_RUNS, "harnesses": {}}
+    for name in order:
+        command = targets[name]
+        rows_before = stored["harnesses"].get(name, {}).get("rows", {})
+        strace = stored_best(rows_before, "strace") or "strace delay_enter=1000 us"
+        single = stored_best(rows_before, "shim, ") or "shim, every fixed 5000 us"
+        configs = {
+            "plain reruns": (bench.clean_env(), []),
+            strace: (bench.clean_env(), bench.strace_prefix(int(strace.split("=")[1].split()[0]))),
+            single: (None, []),
+        }
+        measured = {c: {"found": 0, "seconds": []} for c in list(configs) + ["auto"]}
+        for trial in range(trials):
+            for config, (env, prefix) in configs.items():
+                if env is None:
+                    env = bench.shim_env(dict(grid_settings[config], DELAYSHIM_SEED=str(5000 + trial)))
+                status, seconds, _ = bench.timed(list(prefix) + command, env, timeout=300)
+                measured[config]["found"] += status == 1
+                measured[config]["seconds"].append(seconds)
+            found, seconds = auto_campaign(bench, command, seed=trial + 1)
+            measured["auto"]["found"] += found
+            measured["auto"]["seconds"].append(seconds)
+        native_s = statistics.median(measured["plain reruns"]["seconds"])
+        rows = {c: ttd_row(m["found"], m["seconds"], trials, native_s) for c, m in measured.items()}
+        result["harnesses"][name] = {"command": " ".join(command), "native_median_s": native_s, "rows": rows}
+        for config, row in rows.items():
+            bench.log(f"auto part: {name}: {config}: {row['found']}/{trials}, ttd "
+                      f"{row['ttd_native'] or '>' + format(row['lower_bound_native'], '.1f')} native runs")
+        yield result
+
+
+# A campaign stops at its first failure or after this many runs.
+AUTO_CAMPAIGN_RUNS = 15
+
+
+def auto_campaign(bench, command, seed):
+    """One `delayshim fuzz` campaign (defaults: auto, stop at the first
+    failure, no replays); its wall time, calibration and start included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [str(bench.RELEASE / "delayshim"), "fuzz", "--runs", str(AUTO_CAMPAIGN_RUNS), "--seed", str(seed),
+                "--confirm", "0", "--timeout", "300", "--out", f"{tmp}/out", "--"] + command
+        status, seconds, _ = bench.timed(argv, bench.campaign_env(), timeout=3600)
+    return status == 1, seconds
+
+
+def report_auto(part):
+    fmt = lambda x: "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+    out = ["## auto against what it must beat, measured together", "",
+           "`scripts/bench.sh auto` (2026-12-04): per harness of the suite, "
+           f"{part['trials']} rounds; each round runs once each of plain reruns, the better strace setting and "
+           "the best single shim setting in hindsight (both as the suite part above found them), and one "
+           f"`delayshim fuzz --seed R --confirm 0 --runs {part['campaign_runs']}` campaign (auto, the default: "
+           "stops at its first failure; its calibration run, start and learning included). Time to detection "
+           "in native runs = all time spent / failures found, over one native run's median wall (from this "
+           "part's plain reruns); a campaign that found nothing counts its time and no failure. 90% intervals "
+           "from the Garwood interval of the count of failures. The machine was shared with other builds.", ""]
+    rows_out = ["| harness | plain reruns | strace (better) | best single (in hindsight) | auto | auto / best single "
+                "| better of plain and strace / auto |", "| --- | --- | --- | --- | --- | ---: | ---: |"]
+    autos, ratios_single, ratios_other = [], [], []
+    for name, harness in part["harnesses"].items():
+        rows = harness["rows"]
+        cell = lambda r: (f"{fmt(r['ttd_native'])} ({fmt(r['ttd_native_90'][0])}-"
+                          f"{'inf' if r['ttd_native_90'][1] is None else fmt(r['ttd_native_90'][1])}), "
+                          f"{r['found']}/{r['trials']}" if r["found"] else
+                          f"> {fmt(r['lower_bound_native'])}, 0/{r['trials']}")
+        names = list(rows)
+        plain, strace, single = rows["plain reruns"], rows[names[1]], rows[names[2]]
+        auto = rows["auto"]
+        ttd = lambda r: r["ttd_native"] if r["found"] else None
+        vs_single = (f"{ttd(auto) / ttd(single):.2f}x" if ttd(auto) and ttd(single) else "-")
+        others = [ttd(r) for r in (plain, strace) if ttd(r)]
+        bounds = [r["lower_bound_native"] for r in (plain, strace) if not r["found"]]
+        better = min(others) if others else None
+        if ttd(auto) and better:
+            vs_other = f"{better / ttd(auto):.1f}x"
+        elif ttd(auto) and bounds:
+            vs_other = f">= {min(bounds) / ttd(auto):.1f}x"
+        else:
+            vs_other = "-"
+        if ttd(auto):
+            autos.append(ttd(auto))
+            if ttd(single):
+                ratios_single.append(ttd(auto) / ttd(single))
+            if better:
+                ratios_other.append(better / ttd(auto))
+        else:
+            autos.append(float("inf"))
+        rows_out.append(f"| {name} | {cell(plain)} | {names[1]}: {cell(strace)} | "
+                        f"{names[2].removeprefix('shim, ')}: {cell(single)} | {cell(auto)} | {vs_single} | {vs_other} |")
+    out += rows_out + [""]
+    if autos:
+        median = statistics.median(autos)
+        out.append(f"auto's median time to detection: {fmt(median)} native runs over {len(autos)} harnesses "
+                   f"(goal <= 2); above 10 on {sum(1 for a in autos if a > 10)}. "
+                   + (f"Against the best single setting: median {statistics.median(ratios_single):.2f}x, "
+                      f"{min(ratios_single):.2f}x to {max(ratios_single):.2f}x (goal <= 1.3x on every harness). "
+                      if ratios_single else "")
+                   + (f"Speed against the better of plain reruns and strace where both found it: median "
+                      f"{statistics.median(ratios_other):.1f}x (goal >= 2x)." if ratios_other else ""))
+        out.append("")
+    return out
