@@ -31,7 +31,7 @@ fn auto_gives_each_run_a_strategy_its_reproduce_line_states() {
         LIMIT,
     );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("calibration run (no delays)"), "{stdout}");
+    assert!(stdout.contains("calibration run (1 us delays)"), "{stdout}");
     assert!(stdout.contains("strategy auto"), "{stdout}");
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),

@@ -217,7 +217,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         profile.save(&out)?;
         if !INTERRUPTED.load(Ordering::Relaxed) {
             output::print(&format!(
-                "{PREFIX}: calibration run (no delays): {}\n",
+                "{PREFIX}: calibration run (1 us delays): {}\n",
                 profile.describe()
             ));
         }
@@ -428,8 +428,8 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     Ok(code)
 }
 
-/// One run with delays off and statistics on: which calls each process
-/// makes, and how long a run takes.
+/// One run with 1 us blanket delays and statistics on: which calls each
+/// process makes, which of them a delay selects, and how long a run takes.
 fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<Profile> {
     let mut calibration = RunSpec {
         program: spec.program.clone(),
@@ -443,9 +443,11 @@ fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<
         check: None,
     };
     calibration.env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
-    calibration
-        .env
-        .push(("DELAYSHIM_ENABLE".into(), "0".into()));
+    calibration.env.extend(
+        crate::auto::profile::CALIBRATION_SETTINGS
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into())),
+    );
     let plan = crate::plan::RunPlan {
         index: 0,
         seed: 0,

@@ -1,7 +1,8 @@
-//! What the calibration run (delays off, statistics on) says about a
-//! program: which families of calls each process makes and how many, and
-//! how long a run takes. `auto` schedules only arms that select some of
-//! these calls and sizes its delay scales and cost estimates from them.
+//! What the calibration run (blanket delays of 1 us, statistics on) says
+//! about a program: which families of calls each process makes and how
+//! many of them a delay selects, and how long a run takes. `auto`
+//! schedules only arms that select some of these calls and sizes its delay
+//! scales and cost estimates from them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +15,19 @@ use crate::stats::{StatsEvent, StatsLine};
 
 /// Where a campaign keeps its calibration profile.
 pub const PROFILE_JSON: &str = "auto-profile.json";
+
+/// The calibration run's settings: every call the default families
+/// select sleeps 1 us, so the statistics count the calls a blanket delay
+/// selects (a read-only open, an fcntl that is not a lock: counted, not
+/// selected) at no measurable cost. Counting calls alone overstated a
+/// Python program's effect calls fivefold (its imports' opens), and with
+/// them the cost of every blanket cell.
+pub const CALIBRATION_SETTINGS: [(&str, &str); 4] = [
+    ("DELAYSHIM_STRATEGY", "every"),
+    ("DELAYSHIM_DIST", "fixed"),
+    ("DELAYSHIM_MEAN_US", "1"),
+    ("DELAYSHIM_PROB", "1"),
+];
 
 /// The families whose calls hold a lock or let one go.
 pub const LOCK_FAMILIES: [&str; 2] = ["fcntl", "flock"];
@@ -29,9 +43,11 @@ pub struct Profile {
     pub family_max: BTreeMap<String, u64>,
     /// The most intercepted calls (any family) one process made.
     pub busiest_calls: u64,
-    /// The most calls of default-on (effect) families one process made.
+    /// The most calls of default-on (effect) families a blanket delay
+    /// selected in one process.
     pub effect_calls: u64,
-    /// The most lock calls (fcntl and flock families) one process made.
+    /// The most lock calls (fcntl and flock families that took or let go
+    /// of a lock) one process made.
     pub lock_calls: u64,
 }
 
@@ -52,20 +68,33 @@ impl Profile {
                 continue;
             }
             profile.processes += 1;
-            let mut by_family: BTreeMap<&str, u64> = BTreeMap::new();
-            for (function, n) in line.by_function("calls").into_iter().flatten() {
-                let family = delayshim_settings::family_of(function).map_or("other", |f| f.name);
-                *by_family.entry(family).or_default() += n;
-            }
-            let effect: u64 = by_family
+            let by_family = |field: &str| {
+                let mut by_family: BTreeMap<&str, u64> = BTreeMap::new();
+                for (function, n) in line.by_function(field).into_iter().flatten() {
+                    let family =
+                        delayshim_settings::family_of(function).map_or("other", |f| f.name);
+                    *by_family.entry(family).or_default() += n;
+                }
+                by_family
+            };
+            let calls = by_family("calls");
+            // What the calibration's delays selected; a line without the
+            // field (delays off) has only its calls to go by.
+            let selected = if line.by_function("delayed").is_some() {
+                by_family("delayed")
+            } else {
+                calls.clone()
+            };
+            let effect: u64 = selected
                 .iter()
                 .filter(|(family, _)| is_effect_family(family))
                 .map(|(_, n)| n)
                 .sum();
             let locks: u64 = LOCK_FAMILIES
                 .iter()
-                .map(|f| by_family.get(f).copied().unwrap_or(0))
+                .map(|f| selected.get(f).copied().unwrap_or(0))
                 .sum();
+            let by_family = calls;
             profile.busiest_calls = profile.busiest_calls.max(by_family.values().sum());
             profile.effect_calls = profile.effect_calls.max(effect);
             profile.lock_calls = profile.lock_calls.max(locks);
@@ -166,6 +195,28 @@ mod tests {
         text.iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn with_the_calibration_delays_only_the_selected_calls_count_as_effects_and_locks() {
+        // A Python parent: 50 opens of its imports (read-only, not
+        // selected), fcntl calls that are not locks; one forked worker.
+        let calibration = lines(&[
+            r#"{"pid":1,"calls":{"open64":50,"close":49,"fcntl64":7,"write":4},"delayed":{"open64":2,"write":4}}"#,
+            r#"{"pid":2,"calls":{"open64":4,"flock":2,"fsync":2},"delayed":{"open64":2,"flock":2,"fsync":2}}"#,
+        ]);
+        let profile = Profile::from_lines(calibration.iter(), Duration::from_millis(40));
+        assert_eq!(profile.busiest_calls, 110, "calls, selected or not");
+        assert_eq!(profile.effect_calls, 6, "the selected ones");
+        assert_eq!(
+            profile.lock_calls, 2,
+            "the flocks; the fcntl calls took no lock"
+        );
+        assert_eq!(profile.family_max["open"], 50);
+        // An exit line with no delayed field at all (delays off): calls.
+        let off = lines(&[r#"{"pid":1,"calls":{"open64":50,"fcntl64":7}}"#]);
+        let profile = Profile::from_lines(off.iter(), Duration::from_millis(40));
+        assert_eq!((profile.effect_calls, profile.lock_calls), (57, 7));
     }
 
     #[test]
