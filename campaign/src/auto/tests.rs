@@ -6,13 +6,14 @@ use std::time::Duration;
 use super::*;
 
 /// targets' slow-window as its calibration run saw it (3 processes, at
-/// most 54 effect calls in one, no lock; 121 ms a run).
+/// most 35 effect calls a blanket delay selects in one, no lock; 121 ms a
+/// run).
 fn no_lock_profile() -> Profile {
     Profile {
         wall: Duration::from_millis(121),
         processes: 3,
         busiest_calls: 56,
-        effect_calls: 54,
+        effect_calls: 35,
         lock_calls: 0,
         ..Profile::default()
     }
@@ -99,7 +100,7 @@ fn runs_move_to_the_only_cell_that_fails() {
     let worst = shares[0];
     eprintln!("median {median:.2}, worst {worst:.2}, first failure after run 40: {late}/2000");
     // Deterministic (fixed seeds): regression bounds below what was
-    // measured when the constants were chosen (median 0.87, 3 late).
+    // measured when the constants were chosen (median 0.87, 0 late).
     assert!(median > 0.75, "median share {median}");
     assert!(late < 20, "{late}");
 }
@@ -132,28 +133,28 @@ fn simulated_time_to_detection_stays_near_the_best_cell() {
         cell.expected_seconds(&p)
     };
     let scenarios: Vec<(&str, Fails, f64, f64)> = vec![
-        // 1.10x
+        // 1.09x
         (
             "blanket 5 ms fails 60%",
             Box::new(|c: &Cell, u| every_at_5ms(c) && u < 0.6),
             cost("every@5ms") / 0.6,
             1.3,
         ),
-        // 1.77x
+        // 1.54x
         (
             "blanket 5 ms fails 20%",
             Box::new(|c: &Cell, u| every_at_5ms(c) && u < 0.2),
             cost("every@5ms") / 0.2,
             2.2,
         ),
-        // 2.17x
+        // 2.57x
         (
             "sites at 200 us fail 30%",
             Box::new(|c: &Cell, u| c.label() == "sites@200us" && u < 0.3),
             cost("sites@200us") / 0.3,
-            2.8,
+            3.2,
         ),
-        // 1.61x
+        // 1.51x
         (
             "every arm at 1 ms fails 30%",
             Box::new(|c: &Cell, u| c.scale_us == 1000 && u < 0.3),
@@ -203,9 +204,11 @@ pub fn passes_the_slow_window_check(runs: &[(String, bool)]) -> bool {
 /// rates measured there (blanket 5 ms failed 64 of 64 runs, sites at 5 ms
 /// 0 of 20, victims at 5 ms 4 of 20): at p = 0.99 for blanket 5 ms (and
 /// 0.05 and 0.25 for the others) the check failed 2 of 20,000 campaigns
-/// (1e-4); at p = 0.95, the least the 64 of 64 allow at 95%, 6 of 20,000.
-/// The campaigns that fail it stay with victims at 5 ms after an early
-/// exploring run of it failed.
+/// (1e-4) with 54 effect calls a process (calls, before the calibration
+/// counted what a delay selects), 0 of 20,000 with the 35 it counts now;
+/// at p = 0.95, the least the 64 of 64 allow at 95%, 6 and 0 of 20,000.
+/// The campaigns that failed it stayed with victims at 5 ms after an
+/// early exploring run of it failed.
 #[test]
 fn the_slow_window_check_rarely_fails_in_simulation() {
     let fails = |p: f64| {
@@ -219,7 +222,7 @@ fn the_slow_window_check_rarely_fails_in_simulation() {
     const CAMPAIGNS: u64 = 3_000;
     // 3,000 campaigns each, to keep the suite fast (the figures above are
     // from 20,000); the seeds are fixed, so this is a regression check.
-    for (p, most) in [(0.99, 1), (0.95, 2)] {
+    for (p, most) in [(0.99, 1), (0.95, 1)] {
         let failing = (0..CAMPAIGNS)
             .filter(|&seed| {
                 let runs: Vec<(String, bool)> = simulate(seed, 60, 1, fails(p))
