@@ -14,10 +14,9 @@ const LIMIT: Duration = Duration::from_secs(600);
 /// by run 50, the blanket 5 ms cells get at least a quarter of the runs
 /// and no other cell more than they do. Simulated with the rates measured
 /// on slow-window (blanket 5 ms failed 64 of 64 runs, sites at 5 ms 0 of
-/// 20, victims at 5 ms 4 of 20), it failed 2 of 20,000 campaigns with
-/// blanket 5 ms at p = 0.99 (about 1 in 10,000), 6 of 20,000 at p = 0.95
-/// (0 and 0 of 20,000 since the calibration counts the calls a delay selects)
-/// (the least 64 of 64 allow at 95% confidence).
+/// 20, victims at 5 ms 4 of 20), it failed 0 of 20,000 campaigns with
+/// blanket 5 ms at p = 0.99 and 0 of 20,000 at p = 0.95 (the least 64 of
+/// 64 allow at 95% confidence).
 fn blanket_5ms_leads_after_the_first_failure(cells: &[(String, bool)]) -> Result<(), String> {
     let first = cells
         .iter()
