@@ -34,7 +34,8 @@ CHART = ROOT / "benchmarks" / "detection-vs-mean.svg"
 REPORT = ROOT / "BENCHMARKS.md"
 VENV = TARGET / "bench-venv"
 DISKCACHE = "diskcache==5.6.3"
-PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts", "suite", "auto"]
+PARTS = ["overhead", "driver", "incr", "detection", "chart", "diskcache", "minimize", "campaign", "conflicts", "suite", "auto",
+         "memory"]
 # `report` measures nothing: it rewrites BENCHMARKS.md from results.json.
 REPORT_ONLY = "report"
 
@@ -688,6 +689,55 @@ def part_campaign(quick):
     return result
 
 
+def peak_rss_of(command):
+    """Runs command; its status, seconds and own peak RSS (VmHWM, read
+    every 50 ms until it exits: a child's RSS is not in it)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak_kb = None
+    while child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/status") as status_file:
+                for line in status_file:
+                    if line.startswith("VmHWM:"):
+                        peak_kb = int(line.split()[1])
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return child.returncode, time.perf_counter() - start, peak_kb
+
+
+def part_memory(quick):
+    """The campaign's peak RSS at a few and at many quick passing runs:
+    what each run adds to it. BENCH_BASELINE_DELAYSHIM=PATH measures
+    another build of the command in the same run, for a comparison
+    (BENCH_BASELINE_NAME names it in the table)."""
+    small, large = (20, 500) if quick else (20, 2000)
+    probe = str(RELEASE / "probe")
+    builds = {"this build": str(RELEASE / "delayshim")}
+    if os.environ.get("BENCH_BASELINE_DELAYSHIM"):
+        builds[os.environ.get("BENCH_BASELINE_NAME", "baseline")] = os.environ["BENCH_BASELINE_DELAYSHIM"]
+    rows = []
+    for name, delayshim in builds.items():
+        figures = {}
+        for runs in (small, large):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                status, seconds, peak_kb = peak_rss_of(
+                    [delayshim, "fuzz", "--runs", str(runs), "--jobs", "2", "--seed", "1", "--strategy", "every",
+                     "--mean", "1", "--out", out, "--", probe, "paired", tmp, "5", "1"])
+                with open(os.path.join(out, "summary.json")) as f:
+                    listed = len(json.load(f)["runs"])
+                figures[str(runs)] = {"status": status, "seconds": seconds, "max_rss_kb": peak_kb,
+                                      "summary_runs": listed}
+                log(f"memory: {name}, {runs} runs: {figures[str(runs)]}")
+        per_run = (figures[str(large)]["max_rss_kb"] - figures[str(small)]["max_rss_kb"]) * 1024 / (large - small)
+        rows.append({"build": name, "path": delayshim, "figures": figures, "bytes_per_run": per_run})
+    return {"runs": [small, large], "rows": rows, "command": (
+        f"delayshim fuzz --runs N --jobs 2 --seed 1 --strategy every --mean 1 --out OUT -- probe paired TMP 5 1, "
+        f"N = {small} and {large}; the campaign's peak RSS (VmHWM)")}
+
+
 def part_chart(args):
     runs = 6 if args.quick else 20
     means = [20, 50, 100, 200, 500, 1000, 2000]
@@ -1078,8 +1128,24 @@ def write_report(results):
             out.append(f"| {r['signal']} | {r['moment_s']} s | {r['status']} | {r['left_running']} | "
                        f"{'yes' if r['summary'] else 'no'} | {r['report_status']} |")
         out += ["", "Peak RSS is the campaign process's own (VmHWM, read every 50 ms until it exits). Not "
-                "measured: SIGKILL of the campaign (nothing can be handled then: the runs' process groups "
-                "outlive it; `report` reads what it wrote in runs.jsonl).", ""]
+                "measured here: SIGKILL of the campaign (its watchdog then kills the runs' groups and marked "
+                "processes, which tests/campaign.rs checks; `report` reads what it wrote in runs.jsonl).", ""]
+    mem = results.get("memory")
+    if mem:
+        small, large = (str(n) for n in mem["runs"])
+        out += ["## Campaign memory", "",
+                f"`{mem['command']}`. Per run: the difference between the two peaks over the difference in runs. "
+                "A campaign keeps counts and sums, not every run's record: summary.json's `runs` are streamed "
+                "from runs.jsonl at the end (an offset per run in memory).", "",
+                f"| build | peak RSS, {small} runs | peak RSS, {large} runs | bytes per run | seconds, {large} runs "
+                "| runs in summary.json |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for row in mem["rows"]:
+            f_small, f_large = row["figures"][small], row["figures"][large]
+            out.append(f"| {row['build']} | {f_small['max_rss_kb']} KB | {f_large['max_rss_kb']} KB | "
+                       f"{row['bytes_per_run']:.0f} | {f_large['seconds']:.1f} | {f_large['summary_runs']} |")
+        out += ["", "Not measured: a resumed campaign, which reads the records of the runs done before once "
+                "(then keeps only their sums); memory of `report`, which reads every record.", ""]
     drv = results.get("driver")
     dc = results.get("diskcache")
     if drv or dc:

@@ -16,7 +16,9 @@ use crate::auto::schedule::Schedule;
 use crate::descendants::Reaper;
 use crate::output;
 use crate::plan::{Plan, RunPlan};
-use crate::records::{read_runs, CampaignFile, OutcomeKind, RunsFile, RESULT_JSON};
+use crate::records::{
+    read_runs, CampaignFile, Confirmed, OutcomeKind, RunRecord, RunsFile, RunsIndex, RESULT_JSON,
+};
 use crate::report::{self, Summary, PREFIX};
 use crate::run::{
     install_interrupt_handlers, interrupted_status, run_once, Outcome, RunResult, RunSpec,
@@ -229,7 +231,8 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     identity.calibrated_calls = plan.calibrated_calls;
     identity.write(&out)?;
     let mut runs_file = RunsFile::open(&out)?;
-    let done_before: Vec<u64> = previous.iter().map(|r| r.index).collect();
+    let resumed_at = runs_file.end()?;
+    let done_before: std::collections::HashSet<u64> = previous.iter().map(|r| r.index).collect();
     let (schedule, planned) = match profile {
         Some(profile) => {
             let order: Vec<u64> = plan.shard.runs(plan.runs).collect();
@@ -297,8 +300,9 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     let mut summary = Summary::new(plan.seed, plan.shard, planned);
     summary.command = report::shell_words(&context.command);
     summary.settings = identity.settings.clone();
-    for record in previous {
-        summary.add_record(record);
+    // Counted, not kept: runs.jsonl has them for summary.json.
+    for record in std::mem::take(&mut previous) {
+        summary.add(&record);
     }
     let width = plan.runs.saturating_sub(1).to_string().len();
     let stop = AtomicBool::new(false);
@@ -373,7 +377,8 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
             schedule.observe(&result);
             let failed = !result.outcome.is_pass() && result.outcome != Outcome::Interrupted;
             let reproduce = failed.then(|| report::reproduce_command(&context, &result.plan));
-            summary.add(&result, reproduce.as_deref());
+            let mut record = RunRecord::of(&result, reproduce.as_deref());
+            summary.add(&record);
             let mut lines = report::run_lines(&summary, &result, &context)?;
             if let Some(again) = again {
                 lines.push_str(&format!(
@@ -381,19 +386,21 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                     campaign.confirm,
                     result.dir.display()
                 ));
-                summary.confirmed(result.plan.index, again, campaign.confirm);
+                record.confirmed = Some(Confirmed {
+                    failures: again,
+                    replays: campaign.confirm,
+                });
             }
-            let record = summary.last_mut().expect("the run just added");
             if campaign.keep == Keep::Failures && !failed {
                 std::fs::remove_dir_all(&result.dir)
                     .with_context(|| format!("removing {}", result.dir.display()))?;
                 record.dir = None;
             } else {
                 let path = result.dir.join(RESULT_JSON);
-                std::fs::write(&path, serde_json::to_string_pretty(record)? + "\n")
+                std::fs::write(&path, serde_json::to_string_pretty(&record)? + "\n")
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            runs_file.append(record)?;
+            runs_file.append(&record)?;
             progress.clear();
             if !campaign.progress || !result.outcome.is_pass() {
                 output::print(&lines);
@@ -420,9 +427,11 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         output::print(text);
     }
     output::print(&crate::conflicts::campaign::summary_line(&out));
+    let runs = RunsIndex::build(&out, resumed_at)?;
     summary.write_json(
         &out.join(report::SUMMARY),
         code,
+        &runs,
         learned.map(|(_, json)| json),
     )?;
     Ok(code)

@@ -6,13 +6,14 @@
 //!   `--resume` continues only the same campaign;
 //! - `runs.jsonl`: one [`RunRecord`] per finished run, appended as each
 //!   ends, so that a campaign killed at any moment leaves what it did;
-//! - `summary.json`'s `runs`: the same records;
+//! - `summary.json`'s `runs`: the same records, streamed from runs.jsonl
+//!   ([`RunsIndex`]) when the campaign ends;
 //! - `result.json` in a kept run's directory: its record, so `minimize`
 //!   knows whether the run failed.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -216,12 +217,29 @@ pub struct RunsFile {
 impl RunsFile {
     pub fn open(dir: &Path) -> Result<RunsFile> {
         let path = dir.join(RUNS_JSONL);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        // A campaign killed mid-write left a torn line: end it, so the next
+        // record is a line of its own.
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(RunsFile { file })
+    }
+
+    /// The file's length now: where the records this campaign appends begin.
+    pub fn end(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.len())
     }
 
     pub fn append(&mut self, record: &RunRecord) -> Result<()> {
@@ -230,6 +248,72 @@ impl RunsFile {
         self.file
             .write_all(line.as_bytes())
             .context("appending to runs.jsonl")
+    }
+}
+
+/// Where each run's last record is in runs.jsonl: an offset and a length
+/// per run instead of the record, for summary.json's `runs`.
+#[derive(Debug)]
+pub struct RunsIndex {
+    path: PathBuf,
+    lines: BTreeMap<u64, (u64, usize)>,
+}
+
+impl RunsIndex {
+    /// Indexes `dir/runs.jsonl` (a torn line is skipped). A run whose last
+    /// record before byte `resumed_at` says INTERRUPTED is left out unless
+    /// a later record has it: a resumed campaign makes those runs again.
+    pub fn build(dir: &Path, resumed_at: u64) -> Result<RunsIndex> {
+        let path = dir.join(RUNS_JSONL);
+        let mut lines = BTreeMap::new();
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(RunsIndex { path, lines })
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        let mut offset = 0;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            if let Ok(record) = serde_json::from_slice::<RunRecord>(&line) {
+                if record.outcome == OutcomeKind::Interrupted && offset < resumed_at {
+                    lines.remove(&record.index);
+                } else {
+                    let len = line.trim_ascii_end().len();
+                    lines.insert(record.index, (offset, len));
+                }
+            }
+            offset += n as u64;
+        }
+        Ok(RunsIndex { path, lines })
+    }
+
+    /// Copies each indexed record, in run order, to `out`, `separator`
+    /// between two.
+    pub fn write_each(&self, out: &mut impl std::io::Write, separator: &[u8]) -> Result<()> {
+        let mut file =
+            File::open(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        let mut buffer = Vec::new();
+        for (n, (offset, len)) in self.lines.values().enumerate() {
+            if n > 0 {
+                out.write_all(separator)?;
+            }
+            buffer.resize(*len, 0);
+            file.seek(SeekFrom::Start(*offset))?;
+            file.read_exact(&mut buffer)
+                .with_context(|| format!("reading {}", self.path.display()))?;
+            out.write_all(&buffer)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::plan::{RunPlan, Shard};
-use crate::records::{Confirmed, OutcomeKind, RunRecord};
+use crate::records::{OutcomeKind, RunRecord, RunsIndex};
 use crate::run::{Outcome, RunResult, STDERR, STDOUT};
 
 /// What every line of the campaign's own starts with.
@@ -182,15 +183,29 @@ pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Re
     Ok(text)
 }
 
-/// A campaign's totals as runs finish: every run's record, and what the
-/// closing lines and summary.json say about them.
+/// At most this many failing runs are listed in the closing lines; the
+/// rest are counted (runs.jsonl and summary.json have them all).
+pub const FAILING_LISTED: usize = 100;
+
+/// A campaign's totals as runs finish: counts and sums, never every run's
+/// record, so that a campaign's memory does not grow with its runs. The
+/// records are in runs.jsonl, from which [`Summary::write_json`] streams
+/// summary.json's `runs`.
 #[derive(Debug)]
 pub struct Summary {
     seed: u64,
     shard: Shard,
     pub planned: usize,
     pub done: usize,
-    runs: Vec<RunRecord>,
+    by_kind: BTreeMap<OutcomeKind, usize>,
+    delayed: BTreeMap<String, u64>,
+    delay_us: u64,
+    injected: u64,
+    left_running: usize,
+    /// Per strategy: runs, failing runs, seconds.
+    by_strategy: BTreeMap<String, (usize, usize, f64)>,
+    /// The first [`FAILING_LISTED`] failing runs' seeds and kinds.
+    failing: Vec<(u64, OutcomeKind)>,
     pub elapsed: Duration,
     /// The program and its arguments, as a shell line, for `delayshim report`.
     pub command: String,
@@ -209,7 +224,13 @@ impl Summary {
             shard,
             planned,
             done: 0,
-            runs: Vec::new(),
+            by_kind: BTreeMap::new(),
+            delayed: BTreeMap::new(),
+            delay_us: 0,
+            injected: 0,
+            left_running: 0,
+            by_strategy: BTreeMap::new(),
+            failing: Vec::new(),
             elapsed: Duration::ZERO,
             command: String::new(),
             settings: BTreeMap::new(),
@@ -217,98 +238,56 @@ impl Summary {
         }
     }
 
-    /// Adds a finished run; `reproduce` is its reproduce command, for a
-    /// failure.
-    pub fn add(&mut self, result: &RunResult, reproduce: Option<&str>) {
-        self.add_record(RunRecord::of(result, reproduce));
-    }
-
-    /// Adds a run's record (also for the runs a resumed campaign made before).
-    pub fn add_record(&mut self, record: RunRecord) {
+    /// Counts a finished run (also the runs a resumed campaign made before).
+    pub fn add(&mut self, record: &RunRecord) {
         self.done += 1;
-        self.runs.push(record);
-    }
-
-    /// The record of the run added last.
-    pub fn last(&self) -> Option<&RunRecord> {
-        self.runs.last()
-    }
-
-    pub fn last_mut(&mut self) -> Option<&mut RunRecord> {
-        self.runs.last_mut()
-    }
-
-    /// Records how often run `index`'s recorded delays failed again.
-    pub fn confirmed(&mut self, index: u64, failures: u32, tries: u32) {
-        if let Some(run) = self.runs.iter_mut().rev().find(|run| run.index == index) {
-            run.confirmed = Some(Confirmed {
-                failures,
-                replays: tries,
-            });
+        *self.by_kind.entry(record.outcome).or_default() += 1;
+        for (name, n) in &record.delayed {
+            *self.delayed.entry(name.clone()).or_default() += n;
         }
-    }
-
-    fn failing(&self) -> impl Iterator<Item = &RunRecord> {
-        self.runs.iter().filter(|r| r.outcome.is_failure())
+        self.delay_us += record.delay_us;
+        self.injected += record.injected;
+        self.left_running += record.left_running;
+        let failing = record.outcome.is_failure();
+        let strategy = record.strategy.as_deref().unwrap_or("default");
+        let entry = self.by_strategy.entry(strategy.to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(failing);
+        entry.2 += record.seconds;
+        if failing && self.failing.len() < FAILING_LISTED {
+            self.failing.push((record.seed, record.outcome));
+        }
     }
 
     /// Runs that failed, crashed, hung or were not fuzzed.
     pub fn failures(&self) -> usize {
-        self.failing().count()
+        self.by_kind
+            .iter()
+            .filter(|(kind, _)| kind.is_failure())
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn count(&self, kind: OutcomeKind) -> usize {
-        self.runs.iter().filter(|r| r.outcome == kind).count()
+        self.by_kind.get(&kind).copied().unwrap_or(0)
     }
 
     fn by_kind(&self) -> BTreeMap<&'static str, usize> {
-        let mut by_kind = BTreeMap::new();
-        for run in &self.runs {
-            *by_kind.entry(run.outcome.name()).or_default() += 1;
-        }
-        by_kind
-    }
-
-    fn delayed(&self) -> BTreeMap<String, u64> {
-        let mut delayed = BTreeMap::new();
-        for run in &self.runs {
-            for (name, n) in &run.delayed {
-                *delayed.entry(name.clone()).or_default() += n;
-            }
-        }
-        delayed
-    }
-
-    fn injected(&self) -> u64 {
-        self.runs.iter().map(|r| r.injected).sum()
-    }
-
-    fn left_running(&self) -> usize {
-        self.runs.iter().map(|r| r.left_running).sum()
-    }
-
-    /// Per strategy: runs, failing runs, seconds.
-    fn by_strategy(&self) -> BTreeMap<String, (usize, usize, f64)> {
-        let mut by_strategy: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
-        for run in &self.runs {
-            let name = run.strategy.clone().unwrap_or_else(|| "default".into());
-            let entry = by_strategy.entry(name).or_default();
-            entry.0 += 1;
-            entry.1 += usize::from(run.outcome.is_failure());
-            entry.2 += run.seconds;
-        }
-        by_strategy
+        self.by_kind
+            .iter()
+            .map(|(kind, n)| (kind.name(), *n))
+            .collect()
     }
 
     /// 1 if any run failed, crashed, hung or was not fuzzed; 3 if nothing
     /// was injected in the whole campaign; 128 + the signal if interrupted.
     pub fn exit_code(&self, interrupted: Option<u8>) -> u8 {
-        let broken = self.runs.iter().any(|r| r.outcome.is_broken());
+        let broken = self.by_kind.keys().any(|kind| kind.is_broken());
         if let Some(status) = interrupted {
             status
         } else if broken {
             EXIT_FAILED
-        } else if self.injected() == 0 {
+        } else if self.injected == 0 {
             EXIT_NOTHING_INJECTED
         } else if self.count(OutcomeKind::NoInjection) > 0 {
             EXIT_FAILED
@@ -333,41 +312,44 @@ impl Summary {
             }
         }
         text.push('\n');
-        let failing: Vec<&RunRecord> = self.failing().collect();
+        let failures = self.failures();
         if let Some(why) = &self.stopped {
             let _ = writeln!(text, "{PREFIX}: {why}");
-        } else if self.done < self.planned && stops_at_failure && !failing.is_empty() {
+        } else if self.done < self.planned && stops_at_failure && failures > 0 {
             let _ = writeln!(
                 text,
                 "{PREFIX}: stopped at the first failure (--keep-going runs them all)"
             );
         }
-        if !failing.is_empty() {
-            let seeds: Vec<String> = failing
+        if failures > 0 {
+            let seeds: Vec<String> = self
+                .failing
                 .iter()
-                .map(|r| format!("{} ({})", r.seed, r.outcome.name()))
+                .map(|(seed, kind)| format!("{seed} ({})", kind.name()))
                 .collect();
-            let _ = writeln!(text, "failing seeds: {}", seeds.join(", "));
+            let more = match failures - self.failing.len() {
+                0 => String::new(),
+                n => format!(" and {n} more (all in summary.json and runs.jsonl)"),
+            };
+            let _ = writeln!(text, "failing seeds: {}{more}", seeds.join(", "));
         }
-        let delayed = self.delayed();
-        let total: u64 = delayed.values().sum();
-        let delay_us: u64 = self.runs.iter().map(|r| r.delay_us).sum();
+        let total: u64 = self.delayed.values().sum();
         let _ = writeln!(
             text,
             "delays injected: {total} ({}), {:.1} s in all",
-            delay_counts(&delayed),
-            delay_us as f64 / 1e6
+            delay_counts(&self.delayed),
+            self.delay_us as f64 / 1e6
         );
-        let left_running = self.left_running();
-        if left_running > 0 {
+        if self.left_running > 0 {
             let _ = writeln!(
                 text,
-                "processes left running by runs: {left_running}, all killed"
+                "processes left running by runs: {}, all killed",
+                self.left_running
             );
         }
-        let by_strategy = self.by_strategy();
-        if by_strategy.len() > 1 || by_strategy.keys().any(|s| s != "default") {
-            let parts: Vec<String> = by_strategy
+        if self.by_strategy.len() > 1 || self.by_strategy.keys().any(|s| s != "default") {
+            let parts: Vec<String> = self
+                .by_strategy
                 .iter()
                 .map(|(name, (runs, failing, seconds))| {
                     format!("{name} {failing}/{runs} failing in {seconds:.1} s")
@@ -378,16 +360,20 @@ impl Summary {
         text
     }
 
-    /// summary.json: the campaign and every run, for scripts and CI.
+    /// summary.json: the campaign's totals and every run, streamed in
+    /// index order from `runs` (the campaign's runs.jsonl, the last record
+    /// of each run) so that no more than an offset per run is in memory.
+    /// Records of runs interrupted before `resumed_at` (the file's length
+    /// when this campaign resumed it) are left out, as they are from the
+    /// totals: the resumed campaign made those runs again or not at all.
     /// `auto` is what `--strategy auto` learned, if it ran.
     pub fn write_json(
         &self,
         path: &Path,
         exit_code: u8,
+        runs: &RunsIndex,
         auto: Option<serde_json::Value>,
     ) -> Result<()> {
-        let mut runs = self.runs.clone();
-        runs.sort_by_key(|r| r.index);
         let mut json = serde_json::json!({
             "seed": self.seed,
             "shard": self.shard.to_string(),
@@ -398,21 +384,32 @@ impl Summary {
             "exit_code": exit_code,
             "stopped": self.stopped,
             "by_outcome": self.by_kind(),
-            "delayed": self.delayed(),
-            "injected": self.injected(),
-            "left_running": self.left_running(),
+            "delayed": self.delayed,
+            "injected": self.injected,
+            "left_running": self.left_running,
             "seconds": self.elapsed.as_secs_f64(),
-            "by_strategy": self.by_strategy().iter().map(|(name, (runs, failing, seconds))| {
+            "by_strategy": self.by_strategy.iter().map(|(name, (runs, failing, seconds))| {
                 (name.clone(), serde_json::json!({ "runs": runs, "failing": failing, "seconds": seconds }))
             }).collect::<serde_json::Map<String, serde_json::Value>>(),
-            "runs": runs,
         });
         if let Some(auto) = auto {
             json["auto"] = auto;
         }
+        let mut json = json.to_string();
+        // The object without its closing brace: the runs follow.
+        json.pop();
+        json.push_str(",\"runs\":[\n");
         // Written whole, then renamed: a reader never sees half of one.
         let partial = path.with_extension("json.partial");
-        std::fs::write(&partial, format!("{json:#}\n"))
+        let file = std::fs::File::create(&partial)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        writer.write_all(json.as_bytes())?;
+        runs.write_each(&mut writer, b",\n")?;
+        writer.write_all(b"\n]}\n")?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
     }
@@ -523,7 +520,7 @@ mod tests {
         let code = |outcomes: Vec<(Outcome, u64)>| {
             let mut summary = Summary::new(1, Shard::WHOLE, outcomes.len());
             for (outcome, delayed) in outcomes {
-                summary.add(&result(outcome, delayed), None);
+                summary.add(&RunRecord::of(&result(outcome, delayed), None));
             }
             summary.exit_code(None)
         };
@@ -550,7 +547,7 @@ mod tests {
     fn a_pass_line_names_the_delays() {
         let mut summary = Summary::new(1, Shard::WHOLE, 20);
         let mut run = result(Outcome::Pass, 803);
-        summary.add(&run, None);
+        summary.add(&RunRecord::of(&run, None));
         let context = Context {
             cwd: "/".into(),
             env: vec![],
@@ -568,7 +565,7 @@ mod tests {
         assert!(!summary.text(true).contains("left running"));
         run.plan.strategy = Some("sparse".into());
         run.left_running = 2;
-        summary.add(&run, None);
+        summary.add(&RunRecord::of(&run, None));
         assert_eq!(
             run_lines(&summary, &run, &context).unwrap(),
             "[2/20] seed=5 strategy=sparse PASS 1.5 s  delays: fcntl64 803  (left 2 processes running: killed)\n"
@@ -576,5 +573,73 @@ mod tests {
         assert!(summary
             .text(true)
             .contains("processes left running by runs: 2, all killed\n"));
+    }
+    #[test]
+    fn the_failing_seeds_line_lists_a_bounded_number() {
+        let mut summary = Summary::new(1, Shard::WHOLE, 5000);
+        for seed in 0..5000 {
+            let mut record = RunRecord::of(&result(Outcome::Fail(1), 1), None);
+            record.seed = seed;
+            summary.add(&record);
+        }
+        let text = summary.text(false);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("failing seeds: "))
+            .unwrap();
+        assert_eq!(line.matches("(FAIL)").count(), FAILING_LISTED);
+        assert!(line.ends_with(&format!(
+            " and {} more (all in summary.json and runs.jsonl)",
+            5000 - FAILING_LISTED
+        )));
+        assert_eq!(summary.failures(), 5000);
+    }
+
+    #[test]
+    fn summary_json_streams_every_run_from_runs_jsonl() {
+        let dir = std::env::temp_dir().join(format!("delayshim-summary-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = |index: u64, outcome: Outcome| {
+            let mut record = RunRecord::of(&result(outcome, 2), None);
+            record.index = index;
+            record
+        };
+        // A first campaign: run 1 passed, run 0 was interrupted; killed
+        // mid-write of run 2's record.
+        let mut runs = crate::records::RunsFile::open(&dir).unwrap();
+        runs.append(&record(1, Outcome::Pass)).unwrap();
+        runs.append(&record(0, Outcome::Interrupted)).unwrap();
+        drop(runs);
+        let path = dir.join(crate::records::RUNS_JSONL);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"index\":2,\"se");
+        std::fs::write(&path, text).unwrap();
+        // Resumed: runs 2 and 3 done, run 0 not reached.
+        let mut runs = crate::records::RunsFile::open(&dir).unwrap();
+        let resumed_at = runs.end().unwrap();
+        let mut summary = Summary::new(1, Shard::WHOLE, 4);
+        summary.add(&record(1, Outcome::Pass));
+        for index in [3, 2] {
+            let record = record(index, Outcome::Fail(1));
+            runs.append(&record).unwrap();
+            summary.add(&record);
+        }
+        let index = RunsIndex::build(&dir, resumed_at).unwrap();
+        let summary_path = dir.join(SUMMARY);
+        summary.write_json(&summary_path, 1, &index, None).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+        let indices: Vec<u64> = json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(indices, [1, 2, 3]);
+        assert_eq!(json["done"], 3);
+        assert_eq!(json["by_outcome"]["FAIL"], 2);
+        assert_eq!(json["runs"][1]["outcome"], "FAIL");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
