@@ -14,6 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use crate::auto::profile::Profile;
 use crate::auto::schedule::Schedule;
 use crate::descendants::Reaper;
+use crate::invocation::Invocation;
 use crate::output;
 use crate::plan::{Plan, RunPlan};
 use crate::records::{
@@ -156,27 +157,24 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     env.extend(campaign.settings.iter().map(|(k, v)| (k.clone(), v.into())));
     let start = Instant::now();
     let deadline = campaign.max_time.map(|limit| start + limit);
-    let spec = RunSpec {
+    // How every run starts the program; each run's own settings, seed
+    // and files are added to it (and its reproduce line).
+    let invocation = Invocation {
         program: campaign.program.clone(),
         args: campaign.args.clone(),
-        env: env.clone(),
+        env,
+        cwd: std::env::current_dir()?,
         timeout: campaign.timeout,
+        fresh_dir: campaign.fresh_dir,
+        setup: campaign.setup.clone(),
+    };
+    let spec = RunSpec {
+        invocation,
         keep_log: campaign.keep_log,
         deadline,
-        fresh_dir: campaign.fresh_dir,
-        setup: campaign.setup.clone(),
         check: campaign.check.clone(),
     };
-    let command: Vec<OsString> = std::iter::once(campaign.program.clone())
-        .chain(campaign.args.iter().cloned())
-        .collect();
-    let context = report::Context {
-        cwd: std::env::current_dir()?,
-        env,
-        command,
-        fresh_dir: campaign.fresh_dir,
-        setup: campaign.setup.clone(),
-    };
+    let invocation = &spec.invocation;
     let reaper = Reaper::shared().context("becoming the subreaper of the runs")?;
     let mut plan = campaign.plan.clone();
     let mut identity = CampaignFile {
@@ -185,7 +183,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         shard: plan.shard.to_string(),
         strategy: plan.strategy.clone(),
         settings: campaign.settings.iter().cloned().collect(),
-        command: report::shell_words(&context.command),
+        command: invocation.command_line(),
         calibrated_calls: None,
     };
     let mut previous = Vec::new();
@@ -289,7 +287,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     output::print(&format!(
         "{PREFIX}: {} runs of {}{shard}; seed {}{strategy}; {} job{}; timeout {} s; output in {}{resumed}\n",
         plan.runs,
-        report::shell_words(&context.command),
+        invocation.command_line(),
         plan.seed,
         campaign.jobs,
         if campaign.jobs == 1 { "" } else { "s" },
@@ -298,7 +296,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     ));
 
     let mut summary = Summary::new(plan.seed, plan.shard, planned);
-    summary.command = report::shell_words(&context.command);
+    summary.command = invocation.command_line();
     summary.settings = identity.settings.clone();
     // Counted, not kept: runs.jsonl has them for summary.json.
     for record in std::mem::take(&mut previous) {
@@ -376,10 +374,10 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
             // Before anything removes the run's directory (--keep failures).
             schedule.observe(&result);
             let failed = !result.outcome.is_pass() && result.outcome != Outcome::Interrupted;
-            let reproduce = failed.then(|| report::reproduce_command(&context, &result.plan));
+            let reproduce = failed.then(|| report::reproduce_command(invocation, &result.plan));
             let mut record = RunRecord::of(&result, reproduce.as_deref());
             summary.add(&record);
-            let mut lines = report::run_lines(&summary, &result, &context)?;
+            let mut lines = report::run_lines(&summary, &result, invocation)?;
             if let Some(again) = again {
                 lines.push_str(&format!(
                     "    reproduce: fails {again} of {} replays of its recorded delays (delayshim minimize {} explains it)\n",
@@ -441,18 +439,14 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
 /// process makes, which of them a delay selects, and how long a run takes.
 fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<Profile> {
     let mut calibration = RunSpec {
-        program: spec.program.clone(),
-        args: spec.args.clone(),
-        env: spec.env.clone(),
-        timeout: spec.timeout,
+        invocation: spec.invocation.clone(),
         keep_log: false,
         deadline: spec.deadline,
-        fresh_dir: spec.fresh_dir,
-        setup: spec.setup.clone(),
         check: None,
     };
-    calibration.env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
-    calibration.env.extend(
+    let env = &mut calibration.invocation.env;
+    env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
+    env.extend(
         crate::auto::profile::CALIBRATION_SETTINGS
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into())),

@@ -15,6 +15,8 @@
 //! - [`merge`]: several campaigns' output directories in one report;
 //! - [`auto`]: `--strategy auto`, a campaign that learns which arm and
 //!   delay scale find something in the program;
+//! - [`invocation`]: how the program is started (run.json) and the one
+//!   renderer of its shell line;
 //! - [`replay`]: a run again, its recorded delays replayed;
 //! - [`minimize`]: the fewest recorded delays that still fail, explained
 //!   with [`symbols`]' names for call sites;
@@ -33,6 +35,7 @@ pub mod conflicts;
 pub mod descendants;
 pub mod fresh;
 pub mod inspect;
+pub mod invocation;
 pub mod merge;
 pub mod minimize;
 pub mod output;

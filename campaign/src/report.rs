@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use crate::invocation::Invocation;
 use crate::plan::{RunPlan, Shard};
 use crate::records::{OutcomeKind, RunRecord, RunsIndex};
 use crate::run::{Outcome, RunResult, STDERR, STDOUT};
@@ -27,86 +27,42 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// The campaign's summary file in its output directory.
 pub const SUMMARY: &str = "summary.json";
 
-/// What a reproduce command needs besides the run's seed.
-#[derive(Debug)]
-pub struct Context {
-    pub cwd: PathBuf,
-    /// LD_PRELOAD and every DELAYSHIM_* setting in effect.
-    pub env: Vec<(String, OsString)>,
-    pub command: Vec<OsString>,
-    /// `--fresh-dir` and `--setup`: the line makes a directory of its own.
-    pub fresh_dir: bool,
-    pub setup: Option<OsString>,
-}
-
-/// Quotes one word for a POSIX shell.
-pub fn shell_word(word: &[u8]) -> String {
-    let plain = !word.is_empty()
-        && word
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,+@%".contains(b));
-    let text = String::from_utf8_lossy(word);
-    if plain {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
-pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a OsString>) -> String {
-    words
-        .into_iter()
-        .map(|w| shell_word(w.as_bytes()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The shell command that repeats run `plan`: same directory, same
-/// environment, same command line.
-pub fn reproduce_command(context: &Context, plan: &RunPlan) -> String {
-    let mut line = if context.fresh_dir {
-        // A new empty directory, as the run had: `{dir}` is "$d".
-        let mut line = "d=$(mktemp -d) && cd \"$d\" && ".to_owned();
-        if let Some(setup) = &context.setup {
-            let _ = write!(
-                line,
-                "DELAYSHIM_RUN_DIR=\"$d\" sh -c {} && ",
-                shell_word(setup.as_bytes())
-            );
-        }
-        line.push_str("DELAYSHIM_RUN_DIR=\"$d\" ");
-        line
-    } else {
-        format!("cd {} && ", shell_word(context.cwd.as_os_str().as_bytes()))
-    };
+/// The shell command that repeats run `plan` of the campaign that starts
+/// the program as `campaign` does: its settings and seed added.
+pub fn reproduce_command(campaign: &Invocation, plan: &RunPlan) -> String {
+    let seed = OsString::from(plan.seed.to_string());
+    let settings: Vec<(String, OsString)> = plan
+        .settings
+        .iter()
+        .map(|(name, value)| (name.clone(), value.into()))
+        .collect();
+    let mut changes: Vec<(&str, Option<&OsString>)> = settings
+        .iter()
+        .map(|(name, value)| (name.as_str(), Some(value)))
+        .collect();
+    changes.push(("DELAYSHIM_SEED", Some(&seed)));
     // pct's tasks meet in a region of the run's own, which `delayshim run`
     // makes (and LD_PRELOAD is then its own).
     let pct = plan
         .settings
         .iter()
         .any(|(name, value)| name == "DELAYSHIM_STRATEGY" && value == "pct");
-    for (name, value) in &context.env {
-        if !(pct && name == "LD_PRELOAD") {
-            let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
-        }
+    if !pct {
+        return campaign.shell_line(&changes);
     }
-    for (name, value) in &plan.settings {
-        let _ = write!(line, "{name}={} ", shell_word(value.as_bytes()));
+    changes.push(("LD_PRELOAD", None));
+    let delayshim = std::env::current_exe().unwrap_or_else(|_| "delayshim".into());
+    let mut args: Vec<OsString> = ["run", "--backend", "preload", "--"]
+        .map(OsString::from)
+        .into();
+    args.push(campaign.program.clone());
+    args.extend(campaign.args.iter().cloned());
+    Invocation {
+        program: delayshim.into_os_string(),
+        args,
+        ..campaign.clone()
     }
-    let mut command = shell_words(&context.command);
-    if pct {
-        let delayshim = std::env::current_exe().unwrap_or_else(|_| "delayshim".into());
-        command = format!(
-            "{} run --backend preload -- {command}",
-            shell_word(delayshim.as_os_str().as_bytes())
-        );
-    }
-    if context.fresh_dir {
-        // Every word holding `{dir}` is single-quoted (`{` is not plain).
-        command = command.replace("{dir}", "'\"$d\"'");
-    }
-    let _ = write!(line, "DELAYSHIM_SEED={} {command}", plan.seed);
-    line
+    .shell_line(&changes)
 }
 
 /// `pwrite64 412, fcntl64 803, fsync 31`, most delayed first.
@@ -136,7 +92,7 @@ fn tail(path: &Path, n: usize) -> Vec<String> {
 
 /// The lines printed when a run ends; a failure adds what it printed last,
 /// the command that reproduces it and where its files are.
-pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Result<String> {
+pub fn run_lines(summary: &Summary, result: &RunResult, campaign: &Invocation) -> Result<String> {
     let strategy = match &result.plan.strategy {
         Some(strategy) => format!(" strategy={strategy}"),
         None => String::new(),
@@ -170,7 +126,7 @@ pub fn run_lines(summary: &Summary, result: &RunResult, context: &Context) -> Re
             let _ = writeln!(text, "    {name}: {line}");
         }
     }
-    let command = reproduce_command(context, &result.plan);
+    let command = reproduce_command(campaign, &result.plan);
     let saved = result.dir.join("reproduce.sh");
     std::fs::write(&saved, format!("#!/bin/sh\n{command}\n"))
         .with_context(|| format!("writing {}", saved.display()))?;
@@ -419,22 +375,16 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::stats::Counts;
-
-    #[test]
-    fn words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word(b"/usr/bin/driver"), "/usr/bin/driver");
-        assert_eq!(shell_word(b"a b"), "'a b'");
-        assert_eq!(shell_word(b"it's"), r"'it'\''s'");
-        assert_eq!(shell_word(b""), "''");
-        assert_eq!(shell_word(b"*.db"), "'*.db'");
-    }
+    use std::path::PathBuf;
 
     #[test]
     fn a_pct_run_is_reproduced_through_delayshim_run_which_makes_its_region() {
-        let context = Context {
+        let context = Invocation {
+            program: "prog".into(),
+            args: vec![],
             cwd: "/w".into(),
             env: vec![("LD_PRELOAD".into(), "/x/libdelayshim.so".into())],
-            command: vec!["prog".into()],
+            timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
         };
@@ -452,13 +402,15 @@ mod tests {
 
     #[test]
     fn reproduce_command_sets_everything() {
-        let context = Context {
+        let context = Invocation {
+            program: "driver".into(),
+            args: vec!["--op".into(), "get-set".into()],
             cwd: "/w d".into(),
             env: vec![
                 ("LD_PRELOAD".into(), "/x/libdelayshim.so".into()),
                 ("DELAYSHIM_FCNTL".into(), "unlock".into()),
             ],
-            command: vec!["driver".into(), "--op".into(), "get-set".into()],
+            timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
         };
@@ -479,10 +431,11 @@ mod tests {
         ];
         assert!(reproduce_command(&context, &plan)
             .contains(" DELAYSHIM_STRATEGY=sites DELAYSHIM_FIRE_PROB=0.5 DELAYSHIM_SEED=7 driver"));
-        let fresh = Context {
+        let fresh = Invocation {
             fresh_dir: true,
             setup: Some("touch a".into()),
-            command: vec!["prog".into(), "--db={dir}/x.db".into()],
+            program: "prog".into(),
+            args: vec!["--db={dir}/x.db".into()],
             ..context
         };
         let line = reproduce_command(&fresh, &plan);
@@ -548,10 +501,12 @@ mod tests {
         let mut summary = Summary::new(1, Shard::WHOLE, 20);
         let mut run = result(Outcome::Pass, 803);
         summary.add(&RunRecord::of(&run, None));
-        let context = Context {
+        let context = Invocation {
+            program: "prog".into(),
+            args: vec![],
             cwd: "/".into(),
             env: vec![],
-            command: vec![],
+            timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
         };

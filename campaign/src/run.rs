@@ -16,6 +16,7 @@ use crate::descendants::{run_marker, Reaper, RUN_MARKER_VAR};
 use crate::fresh::{
     run_helper, substitute_dir, CHECK_OUT, RUN_DIR_VAR, RUN_STATUS_VAR, SETUP_OUT, WORK,
 };
+use crate::invocation::Invocation;
 use crate::plan::RunPlan;
 use crate::stats::Counts;
 
@@ -128,19 +129,14 @@ pub fn not_fuzzed(counts: &Counts) -> Option<String> {
 /// Everything needed to start runs of one campaign.
 #[derive(Debug)]
 pub struct RunSpec {
-    pub program: OsString,
-    pub args: Vec<OsString>,
-    /// Variables set for every run (LD_PRELOAD and DELAYSHIM_* settings);
-    /// what differs between runs comes from [`RunPlan::env`].
-    pub env: Vec<(String, OsString)>,
-    pub timeout: Duration,
+    /// The program as every run starts it: its environment holds what all
+    /// runs share (LD_PRELOAD and DELAYSHIM_* settings; what differs comes
+    /// from [`RunPlan::env`]), `cwd` is the campaign's (a fresh directory
+    /// replaces it for each run).
+    pub invocation: Invocation,
     pub keep_log: bool,
     /// `--max-time`: a run still going then is stopped (as interrupted).
     pub deadline: Option<Instant>,
-    /// `--fresh-dir`: each run in its own empty directory.
-    pub fresh_dir: bool,
-    /// `--setup`: a shell command run in that directory first.
-    pub setup: Option<OsString>,
     /// `--check`: a shell command run after the program; its failure is
     /// the run's ([`Outcome::CheckFailed`]).
     pub check: Option<OsString>,
@@ -174,18 +170,18 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cwd = std::env::current_dir()?;
-    let work = spec.fresh_dir.then(|| dir.join(WORK));
+    let base = &spec.invocation;
+    let work = base.fresh_dir.then(|| dir.join(WORK));
     let (run_cwd, args) = match &work {
         Some(work) => {
             fs::create_dir(work).with_context(|| format!("creating {}", work.display()))?;
-            (work.clone(), substitute_dir(&spec.args, work))
+            (work.clone(), substitute_dir(&base.args, work))
         }
-        None => (cwd, spec.args.clone()),
+        None => (base.cwd.clone(), base.args.clone()),
     };
-    if let (Some(setup), Some(work)) = (&spec.setup, &work) {
+    if let (Some(setup), Some(work)) = (&base.setup, &work) {
         let env = [(RUN_DIR_VAR, work.as_os_str())];
-        let failed = run_helper(setup, work, &env, &dir.join(SETUP_OUT), spec.timeout)?;
+        let failed = run_helper(setup, work, &env, &dir.join(SETUP_OUT), base.timeout)?;
         if INTERRUPTED.load(Ordering::Relaxed) {
             return Ok(RunResult {
                 plan: plan.clone(),
@@ -206,11 +202,11 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         }
     }
     let marker = run_marker(plan.index);
-    let mut command = Command::new(&spec.program);
+    let mut command = Command::new(&base.program);
     command
         .args(&args)
         .current_dir(&run_cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(base.env.iter().map(|(k, v)| (k, v)))
         .env(RUN_MARKER_VAR, &marker)
         // Each run is a tree of its own, whatever the command inherited.
         .env_remove(delayshim_settings::TREE_VAR)
@@ -218,7 +214,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         .stdout(File::create(dir.join(STDOUT))?)
         .stderr(File::create(dir.join(STDERR))?)
         .process_group(0);
-    let mut env = spec.env.clone();
+    let mut env = base.env.clone();
     if let Some(work) = &work {
         command.env(RUN_DIR_VAR, work);
         env.push((RUN_DIR_VAR.to_owned(), work.clone().into_os_string()));
@@ -235,14 +231,10 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             }
         };
     }
-    crate::replay::Invocation {
-        program: spec.program.clone(),
-        args: spec.args.clone(),
+    Invocation {
         env,
         cwd: run_cwd.clone(),
-        timeout: spec.timeout,
-        fresh_dir: spec.fresh_dir,
-        setup: spec.setup.clone(),
+        ..base.clone()
     }
     .write(&dir.join(RUN_JSON))?;
     // Conflicts: the run's own shared region (not in run.json: a replay
@@ -251,7 +243,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
     let start = Instant::now();
     let mut child = reaper
         .spawn(&mut command)
-        .with_context(|| format!("starting {}", spec.program.to_string_lossy()))?;
+        .with_context(|| format!("starting {}", base.program.to_string_lossy()))?;
     let group = child.id() as libc::pid_t;
     let ended = loop {
         if let Some(status) = child.try_wait()? {
@@ -261,7 +253,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             || spec
                 .deadline
                 .is_some_and(|deadline| Instant::now() >= deadline);
-        if interrupted || start.elapsed() >= spec.timeout {
+        if interrupted || start.elapsed() >= base.timeout {
             reaper.kill_group(group);
             child.wait()?;
             break if interrupted {
@@ -271,7 +263,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             };
         }
         // Interrupts and the deadline are looked at every 50 ms.
-        let left = spec.timeout.saturating_sub(start.elapsed());
+        let left = base.timeout.saturating_sub(start.elapsed());
         crate::descendants::wait_for_exit(&child, left.min(Duration::from_millis(50)));
     };
     reaper.release(&child);
@@ -309,7 +301,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             if let Some(work) = &work {
                 env.push((RUN_DIR_VAR, work.as_os_str()));
             }
-            let failed = run_helper(check, &run_cwd, &env, &dir.join(CHECK_OUT), spec.timeout)?;
+            let failed = run_helper(check, &run_cwd, &env, &dir.join(CHECK_OUT), base.timeout)?;
             match failed {
                 _ if INTERRUPTED.load(Ordering::Relaxed) => Outcome::Interrupted,
                 Some(why) if matches!(outcome, Outcome::Pass | Outcome::NoInjection(_)) => {
