@@ -14,8 +14,8 @@ use anyhow::{bail, Context as _, Result};
 use crate::auto::profile::Profile;
 use crate::auto::schedule::Schedule;
 use crate::descendants::Reaper;
+use crate::events::{Events, Standing};
 use crate::invocation::Invocation;
-use crate::output;
 use crate::plan::{Plan, RunPlan};
 use crate::records::{
     read_runs, CampaignFile, Confirmed, OutcomeKind, RunRecord, RunsFile, RunsIndex, RESULT_JSON,
@@ -70,9 +70,6 @@ pub struct Campaign {
     pub check: Option<OsString>,
     /// The arms and scales `--strategy auto` may use.
     pub auto_choice: crate::auto::arms::Choice,
-    /// Show one live progress line (on a terminal) instead of a line per
-    /// passing run.
-    pub progress: bool,
 }
 
 /// The lock file in an output directory: one campaign at a time.
@@ -144,8 +141,9 @@ impl OutputDir {
     }
 }
 
-/// Runs the campaign and returns its exit status.
-pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
+/// Runs the campaign, telling `events` as it goes, and returns its exit
+/// status.
+pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> {
     install_interrupt_handlers();
     let output = OutputDir::claim(&campaign.out, campaign.resume, campaign.force)?;
     let out = output.path.clone();
@@ -216,7 +214,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         let profile = calibrate(&spec, &out, reaper, campaign.keep)?;
         profile.save(&out)?;
         if !INTERRUPTED.load(Ordering::Relaxed) {
-            output::print(&format!(
+            events.notice(&format!(
                 "{PREFIX}: calibration run (1 us delays): {}\n",
                 profile.describe()
             ));
@@ -250,7 +248,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 );
             }
             let cells: Vec<String> = learning.cells().iter().map(|c| c.label()).collect();
-            output::print(&format!(
+            events.notice(&format!(
                 "{PREFIX}: auto shares the runs among {} cells by what they find: {}\n",
                 cells.len(),
                 cells.join(" ")
@@ -284,7 +282,7 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     } else {
         format!("; resuming: {} done before, {to_go} to go", previous.len())
     };
-    output::print(&format!(
+    events.notice(&format!(
         "{PREFIX}: {} runs of {}{shard}; seed {}{strategy}; {} job{}; timeout {} s; output in {}{resumed}\n",
         plan.runs,
         invocation.command_line(),
@@ -304,7 +302,6 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
     }
     let width = plan.runs.saturating_sub(1).to_string().len();
     let stop = AtomicBool::new(false);
-    let mut progress = Progress::new(campaign.progress);
     let past_deadline = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     std::thread::scope(|scope| -> Result<()> {
         let (sender, receiver) = mpsc::channel::<Result<(RunResult, Option<u32>)>>();
@@ -362,11 +359,11 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => {
                     stop.store(true, Ordering::Relaxed);
-                    progress.clear();
+                    events.stopped();
                     return Err(error);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    progress.show(&summary, start.elapsed(), &schedule);
+                    events.waiting(&standing(&summary, &schedule, start));
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -399,13 +396,8 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             runs_file.append(&record)?;
-            progress.clear();
-            if !campaign.progress || !result.outcome.is_pass() {
-                output::print(&lines);
-            }
-            progress.show(&summary, start.elapsed(), &schedule);
+            events.run_ended(&result, &lines, &standing(&summary, &schedule, start));
         }
-        progress.clear();
         Ok(())
     })?;
     reaper.reap_orphans();
@@ -419,12 +411,13 @@ pub fn run_campaign(campaign: &Campaign) -> Result<u8> {
         summary.stopped = Some("interrupted (--resume continues the campaign)".into());
     }
     let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status));
-    output::print(&summary.text(!campaign.keep_going));
+    let mut text = summary.text(!campaign.keep_going);
     let learned = schedule.learned();
-    if let Some((text, _)) = &learned {
-        output::print(text);
+    if let Some((learned, _)) = &learned {
+        text.push_str(learned);
     }
-    output::print(&crate::conflicts::campaign::summary_line(&out));
+    text.push_str(&crate::conflicts::campaign::summary_line(&out));
+    events.finished(&summary, &text);
     let runs = RunsIndex::build(&out, resumed_at)?;
     summary.write_json(
         &out.join(report::SUMMARY),
@@ -466,6 +459,15 @@ fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<
     Ok(profile)
 }
 
+/// Where the campaign stands, for a progress line.
+fn standing<'a>(summary: &'a Summary, schedule: &Schedule, start: Instant) -> Standing<'a> {
+    Standing {
+        summary,
+        elapsed: start.elapsed(),
+        leading: schedule.leading(),
+    }
+}
+
 /// Replays a failing run's record `tries` times; how many failed again
 /// (`None` once interrupted: the replays did not finish).
 fn confirm(result: &RunResult, tries: u32) -> Result<Option<u32>> {
@@ -482,71 +484,87 @@ fn confirm(result: &RunResult, tries: u32) -> Result<Option<u32>> {
     Ok(Some(failures))
 }
 
-/// The live line on a terminal: runs done, failures, time left.
-#[derive(Debug)]
-struct Progress {
-    enabled: bool,
-    shown: bool,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Progress {
-        Progress {
-            enabled,
-            shown: false,
-        }
-    }
-
-    fn show(&mut self, summary: &Summary, elapsed: Duration, schedule: &Schedule) {
-        if !self.enabled {
-            return;
-        }
-        let left = if summary.done == 0 {
-            "time left unknown".to_owned()
-        } else {
-            let per_run = elapsed.as_secs_f64() / summary.done as f64;
-            let seconds = per_run * (summary.planned - summary.done) as f64;
-            format!("about {} left", human_seconds(seconds))
-        };
-        let leading = schedule
-            .leading()
-            .map_or(String::new(), |cell| format!(", leading {cell}"));
-        output::print(&format!(
-            "\r\x1b[K{PREFIX}: {}/{} runs done, {} failed, {:.0} s elapsed, {left}{leading}",
-            summary.done,
-            summary.planned,
-            summary.failures(),
-            elapsed.as_secs_f64()
-        ));
-        self.shown = true;
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            output::print("\r\x1b[K");
-            self.shown = false;
-        }
-    }
-}
-
-fn human_seconds(seconds: f64) -> String {
-    if seconds < 90.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 5400.0 {
-        format!("{:.0} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Shard;
+    use crate::run::RunResult;
+
+    /// What a campaign told, in order.
+    #[derive(Debug, Default)]
+    struct Recorded(Vec<String>);
+
+    impl Events for Recorded {
+        fn notice(&mut self, text: &str) {
+            self.0.push(format!("notice {text}"));
+        }
+        fn run_ended(&mut self, result: &RunResult, lines: &str, standing: &Standing<'_>) {
+            assert!(
+                lines.starts_with(&format!("[{}/", standing.summary.done)),
+                "{lines}"
+            );
+            self.0.push(format!(
+                "run {} {}",
+                result.plan.index,
+                result.outcome.kind()
+            ));
+        }
+        fn waiting(&mut self, _: &Standing<'_>) {}
+        fn finished(&mut self, summary: &Summary, text: &str) {
+            assert!(text.starts_with(&format!("{PREFIX}: {} of 3 runs done", summary.done)));
+            self.0.push("finished".into());
+        }
+    }
 
     #[test]
-    fn time_left_reads_naturally() {
-        assert_eq!(human_seconds(12.4), "12 s");
-        assert_eq!(human_seconds(600.0), "10 min");
-        assert_eq!(human_seconds(7200.0), "2.0 h");
+    fn a_campaign_tells_its_events_and_the_caller_shows_them() {
+        let out = std::env::temp_dir().join(format!("delayshim-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let campaign = Campaign {
+            plan: Plan {
+                seed: 1,
+                runs: 3,
+                shard: Shard::WHOLE,
+                strategy: None,
+                calibrated_calls: None,
+            },
+            // Without the shim: each run is NO INJECTION, and told.
+            program: "true".into(),
+            args: Vec::new(),
+            ld_preload: None,
+            settings: Vec::new(),
+            jobs: 1,
+            timeout: Duration::from_secs(30),
+            keep_going: true,
+            keep_log: false,
+            confirm: 0,
+            out: out.clone(),
+            resume: false,
+            force: false,
+            keep: Keep::Failures,
+            max_time: None,
+            fresh_dir: false,
+            setup: None,
+            check: None,
+            auto_choice: crate::auto::arms::Choice::default(),
+        };
+        let mut events = Recorded::default();
+        let code = run_campaign(&campaign, &mut events).unwrap();
+        assert_eq!(code, report::EXIT_NOTHING_INJECTED);
+        assert!(
+            events.0[0].starts_with("notice delayshim fuzz: 3 runs of true"),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.0[1..],
+            [
+                "run 0 NO INJECTION",
+                "run 1 NO INJECTION",
+                "run 2 NO INJECTION",
+                "finished"
+            ]
+        );
+        assert!(out.join(report::SUMMARY).exists());
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //!   [`watchdog`] doing so when the campaign itself is killed;
 //! - [`fresh`]: `--fresh-dir`'s directory per run, `--setup` and `--check`;
 //! - [`campaign`]: many runs, `--jobs` at a time, with [`report`]'s lines
-//!   and summary;
+//!   and summary, told through [`events`];
 //! - [`inspect`]: what the shim can do beneath a program, from its ELF files;
 //! - [`preload`]: `LD_PRELOAD` and the shim's own check of the settings;
 //! - [`stats`]: the shim's statistics lines, summed;
@@ -33,6 +33,7 @@ pub mod backend;
 pub mod campaign;
 pub mod conflicts;
 pub mod descendants;
+pub mod events;
 pub mod fresh;
 pub mod inspect;
 pub mod invocation;
@@ -53,6 +54,7 @@ pub mod symbols;
 pub mod watchdog;
 
 pub use campaign::{run_campaign, Campaign};
+pub use events::Events;
 pub use inspect::{inspect, resolve, FuncSelection, Inspection};
 pub use plan::{Plan, RunPlan, Shard};
 pub use stats::{Counts, StatsTable};

@@ -18,6 +18,7 @@ use crate::backend::BackendArgs;
 use crate::check::{check_before_running, Unfit};
 use crate::settings_args::ShimSettings;
 use crate::shim;
+use crate::terminal::Printer;
 
 /// Runs a campaign: a program many times under the shim, each run with its own seed.
 ///
@@ -316,7 +317,8 @@ fn campaign(mut args: Args) -> Result<u8> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("fuzz-out").join(seed.to_string()));
-    run_campaign(&Campaign {
+    let mut printer = Printer::new(std::io::stdout().is_terminal());
+    let campaign = Campaign {
         plan: Plan {
             seed,
             runs: args.runs,
@@ -350,8 +352,8 @@ fn campaign(mut args: Args) -> Result<u8> {
         fresh_dir: args.fresh_dir,
         setup: args.setup,
         check: args.check,
-        progress: std::io::stdout().is_terminal(),
-    })
+    };
+    run_campaign(&campaign, &mut printer)
 }
 
 #[cfg(test)]

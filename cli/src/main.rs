@@ -15,6 +15,7 @@ mod shard_env;
 mod shim;
 mod stats;
 mod suggest;
+mod terminal;
 
 use std::process::ExitCode;
 
