@@ -142,9 +142,46 @@ impl OutputDir {
 }
 
 /// Runs the campaign, telling `events` as it goes, and returns its exit
-/// status.
+/// status: [`prepare`]s it, [`execute`]s its runs, [`finish`]es with its
+/// summary.
 pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> {
     install_interrupt_handlers();
+    let mut prepared = prepare(campaign, events)?;
+    execute(campaign, &mut prepared, events)?;
+    finish(campaign, prepared, events)
+}
+
+/// A campaign ready to make its runs.
+#[derive(Debug)]
+struct Prepared {
+    /// Holds the directory's lock until the campaign ends.
+    output: OutputDir,
+    spec: RunSpec,
+    reaper: &'static Reaper,
+    plan: Plan,
+    /// Hands out the runs still to make (a resumed campaign's done ones
+    /// left out): fixed plans, or auto's as it learns.
+    schedule: Schedule,
+    /// How many runs are still to make.
+    to_go: usize,
+    runs_file: RunsFile,
+    /// Where this campaign's records begin in runs.jsonl.
+    resumed_at: u64,
+    summary: Summary,
+    start: Instant,
+}
+
+impl Prepared {
+    fn past_deadline(&self) -> bool {
+        self.spec
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+}
+
+/// Claims the output directory, checks a resumed campaign is the same,
+/// makes `auto`'s calibration run and tells what the campaign will do.
+fn prepare(campaign: &Campaign, events: &mut dyn Events) -> Result<Prepared> {
     let output = OutputDir::claim(&campaign.out, campaign.resume, campaign.force)?;
     let out = output.path.clone();
     let mut env: Vec<(String, OsString)> = campaign
@@ -226,7 +263,7 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
     }
     identity.calibrated_calls = plan.calibrated_calls;
     identity.write(&out)?;
-    let mut runs_file = RunsFile::open(&out)?;
+    let runs_file = RunsFile::open(&out)?;
     let resumed_at = runs_file.end()?;
     let done_before: std::collections::HashSet<u64> = previous.iter().map(|r| r.index).collect();
     let (schedule, planned) = match profile {
@@ -267,7 +304,6 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
     };
     let to_go = planned - done_before.len().min(planned);
 
-    let plan = &plan;
     let shard = if plan.shard == crate::plan::Shard::WHOLE {
         String::new()
     } else {
@@ -300,12 +336,44 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
     for record in std::mem::take(&mut previous) {
         summary.add(&record);
     }
+    Ok(Prepared {
+        output,
+        spec,
+        reaper,
+        plan,
+        schedule,
+        to_go,
+        runs_file,
+        resumed_at,
+        summary,
+        start,
+    })
+}
+
+/// Makes the runs, `--jobs` at a time, each one's record counted, written
+/// and told as it ends.
+fn execute(campaign: &Campaign, prepared: &mut Prepared, events: &mut dyn Events) -> Result<()> {
+    let Prepared {
+        output,
+        spec,
+        reaper,
+        plan,
+        schedule,
+        to_go,
+        runs_file,
+        summary,
+        start,
+        ..
+    } = prepared;
+    let (out, spec, reaper, schedule, start) = (&output.path, &*spec, *reaper, &*schedule, *start);
+    let invocation = &spec.invocation;
+    let deadline = spec.deadline;
     let width = plan.runs.saturating_sub(1).to_string().len();
     let stop = AtomicBool::new(false);
     let past_deadline = || deadline.is_some_and(|deadline| Instant::now() >= deadline);
     std::thread::scope(|scope| -> Result<()> {
         let (sender, receiver) = mpsc::channel::<Result<(RunResult, Option<u32>)>>();
-        for _ in 0..campaign.jobs.min(to_go as u64) {
+        for _ in 0..campaign.jobs.min(*to_go as u64) {
             let sender = sender.clone();
             let (spec, schedule, stop, out) = (&spec, &schedule, &stop, &out);
             let (keep_going, confirm_tries) = (campaign.keep_going, campaign.confirm);
@@ -363,7 +431,7 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
                     return Err(error);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    events.waiting(&standing(&summary, &schedule, start));
+                    events.waiting(&standing(summary, schedule, start));
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -374,7 +442,7 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
             let reproduce = failed.then(|| report::reproduce_command(invocation, &result.plan));
             let mut record = RunRecord::of(&result, reproduce.as_deref());
             summary.add(&record);
-            let mut lines = report::run_lines(&summary, &result, invocation)?;
+            let mut lines = report::run_lines(summary, &result, invocation)?;
             if let Some(again) = again {
                 lines.push_str(&format!(
                     "    reproduce: fails {again} of {} replays of its recorded delays (delayshim minimize {} explains it)\n",
@@ -396,13 +464,29 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             runs_file.append(&record)?;
-            events.run_ended(&result, &lines, &standing(&summary, &schedule, start));
+            events.run_ended(&result, &lines, &standing(summary, schedule, start));
         }
         Ok(())
     })?;
     reaper.reap_orphans();
+    Ok(())
+}
+
+/// Why the campaign stopped, its closing lines and summary.json.
+fn finish(campaign: &Campaign, prepared: Prepared, events: &mut dyn Events) -> Result<u8> {
+    let past_deadline = prepared.past_deadline();
+    let Prepared {
+        output,
+        schedule,
+        resumed_at,
+        mut summary,
+        start,
+        ..
+    } = prepared;
+    let out = &output.path;
+    let planned = summary.planned;
     summary.elapsed = start.elapsed();
-    if summary.done < planned && past_deadline() && !INTERRUPTED.load(Ordering::Relaxed) {
+    if summary.done < planned && past_deadline && !INTERRUPTED.load(Ordering::Relaxed) {
         let limit = campaign.max_time.unwrap_or_default().as_secs_f64();
         summary.stopped = Some(format!(
             "stopped at --max-time {limit} s (--resume continues the campaign)"
@@ -416,9 +500,9 @@ pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> 
     if let Some((learned, _)) = &learned {
         text.push_str(learned);
     }
-    text.push_str(&crate::conflicts::campaign::summary_line(&out));
+    text.push_str(&crate::conflicts::campaign::summary_line(out));
     events.finished(&summary, &text);
-    let runs = RunsIndex::build(&out, resumed_at)?;
+    let runs = RunsIndex::build(out, resumed_at)?;
     summary.write_json(
         &out.join(report::SUMMARY),
         code,
