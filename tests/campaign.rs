@@ -996,6 +996,34 @@ fn fresh_dirs_setup_and_check_give_each_run_its_own_state_and_verdict() {
 }
 
 #[test]
+fn a_failing_setup_stops_the_campaign_and_still_writes_its_summary() {
+    let out_dir = tempdir();
+    let out = run_fuzz(&[
+        "--runs",
+        "3",
+        "--fresh-dir",
+        "--setup",
+        "echo broken >&2; exit 4",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--setup failed before run 0"), "{stderr}");
+    let summary = summary_of(out_dir.path());
+    assert_eq!(summary["exit_code"], 2);
+    assert!(
+        summary["stopped"]
+            .as_str()
+            .is_some_and(|why| why.contains("--setup failed")),
+        "{summary}"
+    );
+    assert_report_reads(out_dir.path());
+}
+
+#[test]
 fn locks_the_name_runs_print_is_a_strategy_fuzz_takes() {
     let out_dir = tempdir();
     let out = run_fuzz(&[

@@ -20,7 +20,7 @@ use crate::plan::{Plan, RunPlan};
 use crate::records::{
     read_runs, CampaignFile, Confirmed, OutcomeKind, RunRecord, RunsFile, RunsIndex, RESULT_JSON,
 };
-use crate::report::{self, Summary, PREFIX};
+use crate::report::{self, Summary, EXIT_USAGE, PREFIX};
 use crate::run::{
     install_interrupt_handlers, interrupted_status, run_once, Outcome, RunResult, RunSpec,
     INTERRUPTED,
@@ -147,8 +147,14 @@ impl OutputDir {
 pub fn run_campaign(campaign: &Campaign, events: &mut dyn Events) -> Result<u8> {
     install_interrupt_handlers();
     let mut prepared = prepare(campaign, events)?;
-    execute(campaign, &mut prepared, events)?;
-    finish(campaign, prepared, events)
+    if let Err(error) = execute(campaign, &mut prepared, events) {
+        // What ran is still summed up, and summary.json says why it
+        // stopped (a failing --setup, a directory that cannot be written).
+        prepared.summary.stopped = Some(format!("stopped by an error: {error:#}"));
+        finish(campaign, prepared, events, Some(EXIT_USAGE))?;
+        return Err(error);
+    }
+    finish(campaign, prepared, events, None)
 }
 
 /// A campaign ready to make its runs.
@@ -472,8 +478,14 @@ fn execute(campaign: &Campaign, prepared: &mut Prepared, events: &mut dyn Events
     Ok(())
 }
 
-/// Why the campaign stopped, its closing lines and summary.json.
-fn finish(campaign: &Campaign, prepared: Prepared, events: &mut dyn Events) -> Result<u8> {
+/// Why the campaign stopped, its closing lines and summary.json; with
+/// `error_status`, the campaign stopped on an error the command exits with.
+fn finish(
+    campaign: &Campaign,
+    prepared: Prepared,
+    events: &mut dyn Events,
+    error_status: Option<u8>,
+) -> Result<u8> {
     let past_deadline = prepared.past_deadline();
     let Prepared {
         output,
@@ -486,7 +498,9 @@ fn finish(campaign: &Campaign, prepared: Prepared, events: &mut dyn Events) -> R
     let out = &output.path;
     let planned = summary.planned;
     summary.elapsed = start.elapsed();
-    if summary.done < planned && past_deadline && !INTERRUPTED.load(Ordering::Relaxed) {
+    if error_status.is_some() {
+        // Its reason is in summary.stopped already.
+    } else if summary.done < planned && past_deadline && !INTERRUPTED.load(Ordering::Relaxed) {
         let limit = campaign.max_time.unwrap_or_default().as_secs_f64();
         summary.stopped = Some(format!(
             "stopped at --max-time {limit} s (--resume continues the campaign)"
@@ -494,7 +508,9 @@ fn finish(campaign: &Campaign, prepared: Prepared, events: &mut dyn Events) -> R
     } else if INTERRUPTED.load(Ordering::Relaxed) && summary.done < planned {
         summary.stopped = Some("interrupted (--resume continues the campaign)".into());
     }
-    let code = summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status));
+    let code = error_status.unwrap_or_else(|| {
+        summary.exit_code(INTERRUPTED.load(Ordering::Relaxed).then(interrupted_status))
+    });
     let mut text = summary.text(!campaign.keep_going);
     let learned = schedule.learned();
     if let Some((learned, _)) = &learned {
