@@ -974,6 +974,12 @@ fn fresh_dirs_setup_and_check_give_each_run_its_own_state_and_verdict() {
         "{stdout}"
     );
     assert!(stdout.contains("4 CHECK FAILED"), "{stdout}");
+    // Replays run the checker too: its verdict is confirmed like any failure.
+    assert_eq!(
+        stdout.matches("reproduce: fails 3 of 3 replays").count(),
+        4,
+        "{stdout}"
+    );
     assert_eq!(summary_of(&failing_out)["by_outcome"]["CHECK FAILED"], 4);
     let run0 = failing_out.join("run-0");
     assert_eq!(

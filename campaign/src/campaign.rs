@@ -208,12 +208,12 @@ fn prepare(campaign: &Campaign, events: &mut dyn Events) -> Result<Prepared> {
         timeout: campaign.timeout,
         fresh_dir: campaign.fresh_dir,
         setup: campaign.setup.clone(),
+        check: campaign.check.clone(),
     };
     let spec = RunSpec {
         invocation,
         keep_log: campaign.keep_log,
         deadline,
-        check: campaign.check.clone(),
     };
     let invocation = &spec.invocation;
     let reaper = Reaper::shared().context("becoming the subreaper of the runs")?;
@@ -402,11 +402,14 @@ fn execute(campaign: &Campaign, prepared: &mut Prepared, events: &mut dyn Events
                 let result = run_once(spec, &run, &dir, reaper).and_then(|result| {
                     // The replays that confirm a failure take this job's
                     // place: with --jobs 1 nothing runs beside them.
-                    // A checker's verdict is not replayed: only the
-                    // program's own failures are.
+                    // Replays run the checker too, so its verdict is
+                    // confirmed as the program's own failures are.
                     let again = if matches!(
                         result.outcome,
-                        Outcome::Fail(_) | Outcome::Crash(_) | Outcome::Hang
+                        Outcome::Fail(_)
+                            | Outcome::Crash(_)
+                            | Outcome::Hang
+                            | Outcome::CheckFailed(_)
                     ) && confirm_tries > 0
                         && !INTERRUPTED.load(Ordering::Relaxed)
                     {
@@ -535,8 +538,8 @@ fn calibrate(spec: &RunSpec, out: &Path, reaper: &Reaper, keep: Keep) -> Result<
         invocation: spec.invocation.clone(),
         keep_log: false,
         deadline: spec.deadline,
-        check: None,
     };
+    calibration.invocation.check = None;
     let env = &mut calibration.invocation.env;
     env.retain(|(k, _)| k != "DELAYSHIM_ENABLE");
     env.extend(

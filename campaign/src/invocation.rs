@@ -50,6 +50,9 @@ pub struct Invocation {
     /// (`{dir}` in `args` and `DELAYSHIM_RUN_DIR`), prepared by `setup`.
     pub fresh_dir: bool,
     pub setup: Option<OsString>,
+    /// `--check`: a shell command run after the program, whose failure is
+    /// the run's; replays run it too.
+    pub check: Option<OsString>,
 }
 
 fn bytes(value: &OsString) -> serde_json::Value {
@@ -82,6 +85,7 @@ impl Invocation {
             "timeout_seconds": self.timeout.as_secs_f64(),
             "fresh_dir": self.fresh_dir,
             "setup": self.setup.as_ref().map(bytes),
+            "check": self.check.as_ref().map(bytes),
             "shell": self.shell_line(&[]),
         });
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
@@ -116,6 +120,10 @@ impl Invocation {
                 setup: match &json["setup"] {
                     serde_json::Value::Null => None,
                     setup => Some(unhex(setup)?),
+                },
+                check: match &json["check"] {
+                    serde_json::Value::Null => None,
+                    check => Some(unhex(check)?),
                 },
             })
         };
@@ -222,6 +230,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             fresh_dir: true,
             setup: Some("touch a".into()),
+            check: None,
         };
         let replay = OsString::from("/out/run-3/minimal.txt");
         let line = run.shell_line(&Invocation::replay_changes(Some(&replay)));

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::descendants::{replay_marker, Reaper, RUN_MARKER_VAR};
-use crate::fresh::{run_helper, substitute_dir, RUN_DIR_VAR};
+use crate::fresh::{run_helper, substitute_dir, RUN_DIR_VAR, RUN_STATUS_VAR};
 pub use crate::invocation::Invocation;
 use crate::run::INTERRUPTED;
 
@@ -93,10 +93,24 @@ impl Invocation {
         if INTERRUPTED.load(Ordering::Relaxed) {
             bail!("interrupted");
         }
-        Ok(match status {
-            Some(status) => status.code() != Some(0) || status.signal().is_some(),
-            None => true,
-        })
+        let passed = status.is_some_and(|status| status.code() == Some(0));
+        let Some(check) = self.check.as_ref().filter(|_| passed) else {
+            return Ok(!passed);
+        };
+        // The checker judges the replay as it judged the run: in its
+        // directory, told the program exited 0.
+        let out = std::env::temp_dir().join(format!("delayshim-{marker}.check.out"));
+        let _remove = RemoveOnDrop(out.clone());
+        let exit_status = OsString::from("0");
+        let mut env = vec![(RUN_STATUS_VAR, exit_status.as_os_str())];
+        if fresh.is_some() {
+            env.push((RUN_DIR_VAR, run_dir.as_os_str()));
+        }
+        let failed = run_helper(check, &cwd, &env, &out, self.timeout)?;
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(failed.is_some())
     }
 }
 
@@ -131,6 +145,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             fresh_dir: false,
             setup: None,
+            check: None,
         };
         let path = dir.join("run.json");
         invocation.write(&path).unwrap();

@@ -387,6 +387,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
+            check: None,
         };
         let plan = RunPlan {
             index: 0,
@@ -413,6 +414,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
+            check: None,
         };
         let mut plan = RunPlan {
             index: 3,
@@ -509,6 +511,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             fresh_dir: false,
             setup: None,
+            check: None,
         };
         assert_eq!(
             run_lines(&summary, &run, &context).unwrap(),

@@ -137,9 +137,6 @@ pub struct RunSpec {
     pub keep_log: bool,
     /// `--max-time`: a run still going then is stopped (as interrupted).
     pub deadline: Option<Instant>,
-    /// `--check`: a shell command run after the program; its failure is
-    /// the run's ([`Outcome::CheckFailed`]).
-    pub check: Option<OsString>,
 }
 
 /// The result of one run.
@@ -288,7 +285,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
             (_, signal) => Outcome::Crash(signal.unwrap_or(0)),
         },
     };
-    let outcome = match &spec.check {
+    let outcome = match &base.check {
         Some(check) if outcome != Outcome::Interrupted => {
             let status: OsString = match &ended {
                 Ended::Exited(status) => match status.code() {
