@@ -245,4 +245,38 @@ mod tests {
         let error = read_events(&[0u8; 300]).unwrap_err().to_string();
         assert!(error.contains("not a delayshim region"), "{error}");
     }
+
+    #[test]
+    fn a_region_is_read_as_far_as_its_events_were_claimed() {
+        use delayshim_settings::region::{EventKind, COMMITTED};
+        use std::os::unix::fs::FileExt as _;
+        let region = Region::create(DEFAULT_EVENTS).unwrap();
+        let layout = Layout::new(DEFAULT_EVENTS);
+        let file = open_for_writing(region.path()).unwrap();
+        // Two committed events and one claimed slot left uncommitted (a
+        // process killed while writing it), as the shim leaves them.
+        for index in 0..2u64 {
+            let mut event = Event::new(EventKind::Write);
+            event.pid = 10 + index as u32;
+            let mut slot = [0u8; EVENT_SIZE];
+            let mut body = [0u8; EVENT_SIZE - 4];
+            event.encode(&mut body);
+            slot[4..].copy_from_slice(&body);
+            slot[..4].copy_from_slice(&COMMITTED.to_le_bytes());
+            file.write_all_at(&slot, layout.slot(index)).unwrap();
+        }
+        let cursor = layout.events + events::CURSOR as u64;
+        file.write_all_at(&3u64.to_le_bytes(), cursor).unwrap();
+        let events = region.read().unwrap();
+        let pids: Vec<u32> = events.events.iter().map(|e| e.pid).collect();
+        assert_eq!(pids, [10, 11]);
+        assert!(!events.full);
+        // The same as parsing the whole file.
+        let whole = read_events(&fs::read(region.path()).unwrap()).unwrap();
+        assert_eq!(whole.events, events.events);
+        // A cursor past the capacity (a hostile writer) reads no further
+        // than the section.
+        file.write_all_at(&u64::MAX.to_le_bytes(), cursor).unwrap();
+        assert_eq!(region.read().unwrap().events.len(), 2);
+    }
 }
