@@ -441,10 +441,20 @@ pub fn describe_call(line: &str, record: &Record, symbols: &mut Symbolizer) -> S
     text
 }
 
-/// The explanation, as Markdown.
-pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> String {
+/// The explanation, as Markdown: the failing run's `timeline` (its
+/// potential races' calls, where it had some), then the delays kept.
+pub fn explanation(
+    record: &Record,
+    outcome: &Outcome,
+    replay_command: &str,
+    timeline: Option<&str>,
+) -> String {
     let mut symbols = Symbolizer::new();
     let mut text = String::from("# Why this run failed\n\n");
+    if let Some(timeline) = timeline {
+        text.push_str(timeline.trim_end());
+        text.push_str("\n\n## The delays that make it fail\n\n");
+    }
     let kept = match outcome.kept.len() {
         1 => "this one".to_owned(),
         n => format!("these {n}"),
@@ -557,7 +567,7 @@ mod tests {
             fake.replays.load(std::sync::atomic::Ordering::Relaxed) - before,
             60
         );
-        let text = explanation(&record, &outcome, "replay it");
+        let text = explanation(&record, &outcome, "replay it", None);
         assert!(
             text.contains("`fcntl64(F_SETLK, F_UNLCK)` on `/tmp/a b` in `prog arg`"),
             "{text}"
@@ -572,7 +582,7 @@ mod tests {
             ..outcome
         };
         assert!(!unreliable.reliable(), "9 of 20 is below one half");
-        let text = explanation(&record, &unreliable, "replay it");
+        let text = explanation(&record, &unreliable, "replay it", None);
         assert!(
             text.contains("in only 9 of 20 replays, below the threshold of 50%"),
             "{text}"
