@@ -61,12 +61,29 @@ impl Symbolizer {
 
     /// The call at return address `offset` in `object` as a person reads
     /// it: `function (file:line)` where DWARF says (the innermost inlined
-    /// function), else `function+0xDELTA` from the symbol tables.
+    /// function outside Rust's standard library), else `function+0xDELTA`
+    /// from the symbol tables.
     pub fn locate(&mut self, object: &Path, offset: u64) -> Option<String> {
         let (table, address) = self.address(object, offset)?;
         let from_dwarf = table.dwarf.as_ref().and_then(|dwarf| {
+            // The innermost inlined frame outside the Rust standard
+            // library (whose sources sit under /rustc/), else the innermost.
             let mut frames = dwarf.find_frames(address).skip_all_loads().ok()?;
-            let frame = frames.next().ok()??;
+            let innermost = frames.next().ok()??;
+            let in_std = |frame: &addr2line::Frame<'_, Reader>| {
+                frame
+                    .location
+                    .as_ref()
+                    .and_then(|l| l.file)
+                    .is_some_and(|file| file.starts_with("/rustc/"))
+            };
+            let mut frame = innermost;
+            while in_std(&frame) {
+                match frames.next() {
+                    Ok(Some(outer)) => frame = outer,
+                    _ => break,
+                }
+            }
             let function = frame
                 .function
                 .as_ref()

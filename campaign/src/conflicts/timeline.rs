@@ -15,6 +15,11 @@ use delayshim_settings::region::{Event, EventKind, FLAG_DELAYED, LOCK_FLOCK, LOC
 
 use super::{function_name, op_name, text, Analysis, FindingKind};
 
+/// Processes an excerpt shows at most.
+const EXCERPT_COLUMNS: usize = 3;
+/// Rows between a race's two calls an excerpt shows all of.
+const BETWEEN: usize = 12;
+
 /// Rows a timeline shows after its last race's calls.
 const AFTER: usize = 8;
 
@@ -116,7 +121,8 @@ fn last_component(path: &str) -> String {
 
 /// The timeline of `analysis`'s potential races (not the pairs whose
 /// ordering the shim cannot see), from the run's `events`: calls of the
-/// processes of those races on the races' files and names, their lock
+/// processes of those races (and of those that wrote or locked a lock
+/// gap's file inside it) on the races' files and names, their lock
 /// calls, their start and exit. `site` names an event's call site. At
 /// most `limit` rows, the last ones up to a few after the last race.
 pub fn build(
@@ -133,10 +139,27 @@ pub fn build(
     if races.is_empty() {
         return Timeline::default();
     }
-    let pids: BTreeSet<u32> = races
+    let mut pids: BTreeSet<u32> = races
         .iter()
         .flat_map(|f| [f.first.pid, f.second.pid])
         .collect();
+    // A lock gap's two calls are one process's: the processes that wrote
+    // or locked its file between them are the other side of the race.
+    for finding in &races {
+        let (a, b) = (finding.first.event, finding.second.event);
+        let (Some(first), Some(second)) = (events.get(a), events.get(b)) else {
+            continue;
+        };
+        let files = [(first.dev, first.ino), (second.dev, second.ino)];
+        for event in &events[a.min(b)..a.max(b)] {
+            let touches = matches!(event.kind, EventKind::Write | EventKind::Acquire)
+                && event.ino != 0
+                && files.contains(&(event.dev, event.ino));
+            if touches {
+                pids.insert(event.pid);
+            }
+        }
+    }
     let columns: Vec<Column> = pids
         .iter()
         .map(|&pid| {
@@ -427,11 +450,16 @@ impl Timeline {
         let Some((a, b, heading)) = &self.nearest else {
             return Vec::new();
         };
-        let shown: Vec<usize> = {
-            let mut columns = vec![self.rows[*a].column, self.rows[*b].column];
-            columns.dedup();
-            columns
-        };
+        // The race's processes, and those that called between its two
+        // calls (a lock gap's other side), three at most.
+        let (lo, hi) = (*a.min(b), *a.max(b));
+        let mut shown = vec![self.rows[*a].column];
+        for row in std::iter::once(&self.rows[*b]).chain(&self.rows[lo..=hi]) {
+            if !shown.contains(&row.column) && shown.len() < EXCERPT_COLUMNS {
+                shown.push(row.column);
+            }
+        }
+        shown.sort_unstable();
         // Rows of those processes, with the indices of the race's two.
         let rows: Vec<(usize, &Row)> = self
             .rows
@@ -441,7 +469,14 @@ impl Timeline {
             .collect();
         let at = |index: usize| rows.iter().position(|(i, _)| *i == index).unwrap_or(0);
         let (first, second) = (at(*a), at(*b));
-        let near = |i: usize| i.abs_diff(first) <= context || i.abs_diff(second) <= context;
+        // Everything between the two calls when that is short, else the
+        // rows around each.
+        let (lo, hi) = (first.min(second), first.max(second));
+        let near = |i: usize| {
+            i.abs_diff(first) <= context
+                || i.abs_diff(second) <= context
+                || (hi - lo <= BETWEEN && lo <= i && i <= hi)
+        };
         // A text in lines of its lane's width, the later ones indented.
         let wrap = |text: &str| -> Vec<String> {
             let chars: Vec<char> = text.chars().collect();
@@ -711,6 +746,38 @@ mod tests {
         assert_eq!(narrow[read], "     0.002  read store.j");
         assert_eq!(narrow[read + 1], "                son 0..1");
         assert_eq!(narrow[read + 2], "                00");
+    }
+
+    #[test]
+    fn a_lock_gap_shows_the_process_that_wrote_inside_it() {
+        let (mut events, mut analysis) = run();
+        // Process 10 read under its lock (event 2) and writes in a later
+        // epoch (event 5, was the unrelated write); 11 wrote between.
+        events[5] = on(event(EventKind::Write, 10, 4_500), 7, 0, 8, 0x50);
+        analysis.findings[0] = Finding {
+            kind: FindingKind::LockGap,
+            second: access(&events, 5, "write"),
+            ..analysis.findings[0].clone()
+        };
+        let timeline = build(&events, &analysis, &mut named, 100);
+        assert_eq!(
+            timeline.columns.iter().map(|c| c.pid).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert_eq!(
+            timeline.rows.last().unwrap().marks,
+            ["#1 lock gap (second)"]
+        );
+        // The excerpt shows the writer in between in its own lane.
+        let lines = timeline.excerpt(0, 30);
+        assert!(lines[3].ends_with("pid 10                          pid 11"));
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!(
+                "{:>10}  {:30}  write store.json 50..60",
+                "0.003", ""
+            ))),
+            "{lines:#?}"
+        );
     }
 
     #[test]
