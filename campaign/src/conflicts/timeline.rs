@@ -477,7 +477,8 @@ impl Timeline {
                 || i.abs_diff(second) <= context
                 || (hi - lo <= BETWEEN && lo <= i && i <= hi)
         };
-        // A text in lines of its lane's width, the later ones indented.
+        // A text in lines of its lane's width, the later ones indented,
+        // broken at a space where there is one.
         let wrap = |text: &str| -> Vec<String> {
             let chars: Vec<char> = text.chars().collect();
             let mut lines = Vec::new();
@@ -485,9 +486,18 @@ impl Timeline {
             while at < chars.len() || lines.is_empty() {
                 let indent = if lines.is_empty() { 0 } else { 4 };
                 let take = width.saturating_sub(indent).max(1);
-                let piece: String = chars[at..(at + take).min(chars.len())].iter().collect();
+                let mut end = (at + take).min(chars.len());
+                if end < chars.len() {
+                    if let Some(space) = chars[at..end].iter().rposition(|&c| c == ' ') {
+                        if space > 0 {
+                            end = at + space + 1;
+                        }
+                    }
+                }
+                let piece: String = chars[at..end].iter().collect();
+                let piece = piece.trim_end();
                 lines.push(format!("{}{piece:<take$}", " ".repeat(indent)));
-                at += take;
+                at = end;
             }
             lines
         };
@@ -741,11 +751,12 @@ mod tests {
         let narrow = timeline.excerpt(0, 12);
         let read = narrow
             .iter()
-            .position(|l| l.contains("read store"))
+            .position(|l| l.starts_with("     0.002"))
             .unwrap();
-        assert_eq!(narrow[read], "     0.002  read store.j");
-        assert_eq!(narrow[read + 1], "                son 0..1");
-        assert_eq!(narrow[read + 2], "                00");
+        assert_eq!(narrow[read], "     0.002  read");
+        assert_eq!(narrow[read + 1], "                store.js");
+        assert_eq!(narrow[read + 2], "                on");
+        assert_eq!(narrow[read + 3], "                0..100");
     }
 
     #[test]
