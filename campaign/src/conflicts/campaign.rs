@@ -118,7 +118,7 @@ const TIMELINE_ROWS: usize = 2000;
 /// Rows around each call of the nearest race in a failure block, and the
 /// width of a process's column there.
 const EXCERPT_CONTEXT: usize = 1;
-const EXCERPT_WIDTH: usize = 48;
+const EXCERPT_WIDTH: usize = 52;
 
 /// A finding's identity across runs: its kind and its two sites.
 fn pair_key(finding: &Value) -> String {
