@@ -15,6 +15,9 @@
 //! - the removal or replacement of a name (unlink, rename onto it) and an
 //!   `O_EXCL` creation to a later creation or open of the same path (lock
 //!   files, and rename publication);
+//! - (not an edge, but no conflict either) opening a name and renaming a
+//!   file onto it: rename replaces atomically, the opener gets one file
+//!   or the other, whole;
 //! - a fork (or a spawn) to the child's start; a process's start to its
 //!   new threads' first events; a child's exit to its parent's later
 //!   events (the shim does not see `wait`, so the exit stands for it).
@@ -651,8 +654,9 @@ impl<'a> Analyzer<'a> {
             .or_insert_with(|| (event.aux, Vec::new()));
         let len = usize::try_from(event.len.min(64 * 1024)).unwrap_or(0);
         text.resize(len, 0);
+        // By length, not up to a NUL: argv's pieces hold NUL separators.
         let at = usize::try_from(event.start).unwrap_or(usize::MAX);
-        let piece = event.name_bytes();
+        let piece = &event.name[..len.saturating_sub(at).min(NAME_BYTES)];
         if let Some(end) = at.checked_add(piece.len()).filter(|&end| end <= len) {
             text[at..end].copy_from_slice(piece);
         }
@@ -975,9 +979,24 @@ impl<'a> Analyzer<'a> {
             }
         }
         let mut hits: Vec<Hit> = Vec::new();
+        let events = self.events;
+        let kind = events[index].kind;
+        // Opening a name while another process renames a file onto it is
+        // not a race: rename replaces atomically, so the opener gets the
+        // old file or the new, each whole (git's refs and index, every
+        // write-a-temporary-and-rename save).
+        let publication = |old: &Shadow| {
+            let pair = [kind, events[old.event].kind];
+            matches!(object, Object::Name(_))
+                && pair.contains(&EventKind::Open)
+                && pair.contains(&EventKind::RenameTo)
+        };
         if let Some(shadow) = self.shadows.get(&object) {
             shadow.overlapping(start, end, |s, old| {
-                if old.task != me && (old.write || write) && old.epoch > component(&clock, old.task)
+                if old.task != me
+                    && (old.write || write)
+                    && old.epoch > component(&clock, old.task)
+                    && !publication(old)
                 {
                     let unlocked_read = if !old.write && old.unlocked {
                         Some((old.task, s, old.end))
@@ -1023,7 +1042,6 @@ impl<'a> Analyzer<'a> {
             event: index,
             unlocked: !locked,
         };
-        let events = self.events;
         self.shadows
             .entry(object)
             .or_default()
