@@ -174,10 +174,54 @@ fn minimize_keeps_the_delays_lock_gap_needs_and_names_their_function() {
         .map(|entry| entry.unwrap().path())
         .find(|dir| dir.join("reproduce.sh").exists())
         .expect("a failing run");
+    // The failure block: the calls around the lost update, in a lane per
+    // process (the one with the lock gap and the one that wrote in it),
+    // sites by function and line, and where the whole timeline is.
+    let block = text(&out.stdout);
+    assert!(
+        block.contains("nearest potential race, #1 lock gap on "),
+        "{block}"
+    );
+    let lanes: Vec<&str> = block
+        .lines()
+        .filter(|l| l.starts_with("      pid ") && l.contains("lock-gap"))
+        .collect();
+    assert_eq!(lanes.len(), 2, "{block}");
+    for site in ["at lock_gap::read_counter", "at lock_gap::write_counter"] {
+        assert!(block.contains(site), "{site}: {block}");
+    }
+    assert!(block.contains("(bin/lock-gap.rs:"), "{block}");
+    let timeline = failing.join("timeline.md");
+    assert!(
+        block.contains(&format!("full timeline: {}", timeline.display())),
+        "{block}"
+    );
     let recorded = std::fs::read_to_string(failing.join("record.txt")).unwrap();
     let recorded = recorded.lines().filter(|l| l.starts_with("call ")).count();
     let out = run(delayshim("minimize").arg(&failing), LIMIT);
     let explanation = std::fs::read_to_string(failing.join("explanation.md")).unwrap();
+    // The whole timeline, a column per process, before the delays kept.
+    let (timeline, delays) = explanation
+        .split_once("## The delays that make it fail")
+        .unwrap_or_else(|| panic!("{explanation}"));
+    assert!(
+        timeline.contains("## Timeline of the run's potential races"),
+        "{explanation}"
+    );
+    let header = timeline
+        .lines()
+        .find(|l| l.starts_with("| ms |"))
+        .unwrap_or_else(|| panic!("{explanation}"));
+    assert_eq!(header.matches("| pid ").count(), 2, "{header}");
+    for site in ["lock_gap::read_counter", "lock_gap::write_counter"] {
+        assert!(
+            timeline
+                .lines()
+                .any(|l| l.starts_with("| ") && l.contains(site) && l.contains("lock gap (")),
+            "{site} marked: {explanation}"
+        );
+    }
+    assert!(delays.contains("- `"), "{explanation}");
     assert_eq!(text(&out.stdout).lines().next(), explanation.lines().next());
     let kept: Vec<&str> = explanation
         .lines()

@@ -407,13 +407,27 @@ pub fn describe_call(line: &str, record: &Record, symbols: &mut Symbolizer) -> S
     if let Some(other) = field(line, "other") {
         let _ = write!(text, " and `{}`", String::from_utf8_lossy(&unescape(other)));
     }
-    let thread = field(line, "thread").unwrap_or("?");
-    let _ = write!(text, " in `{command}` (process {proc}, thread {thread})");
+    // By pid (the lineage hash, which names the process across replays,
+    // means nothing to a reader); thread 0 is the process's first.
+    let pid = field(line, "pid")
+        .or_else(|| {
+            record
+                .processes
+                .iter()
+                .find(|p| field(p, "proc") == Some(proc))
+                .and_then(|p| field(p, "pid"))
+        })
+        .unwrap_or("?");
+    let thread = match field(line, "thread") {
+        Some("0") | None => String::new(),
+        Some(thread) => format!(", thread {thread}"),
+    };
+    let _ = write!(text, " by pid {pid}{thread} `{command}`");
     if let Some(site) = field(line, "site") {
         let site = String::from_utf8_lossy(&unescape(site)).into_owned();
         let named = site.rsplit_once("+0x").and_then(|(object, offset)| {
             let offset = u64::from_str_radix(offset, 16).ok()?;
-            let name = symbols.name(Path::new(object), offset)?;
+            let name = symbols.locate(Path::new(object), offset)?;
             Some(format!("{name} in {object}"))
         });
         let _ = write!(text, ", called from {}", named.unwrap_or(site));
@@ -441,10 +455,20 @@ pub fn describe_call(line: &str, record: &Record, symbols: &mut Symbolizer) -> S
     text
 }
 
-/// The explanation, as Markdown.
-pub fn explanation(record: &Record, outcome: &Outcome, replay_command: &str) -> String {
+/// The explanation, as Markdown: the failing run's `timeline` (its
+/// potential races' calls, where it had some), then the delays kept.
+pub fn explanation(
+    record: &Record,
+    outcome: &Outcome,
+    replay_command: &str,
+    timeline: Option<&str>,
+) -> String {
     let mut symbols = Symbolizer::new();
     let mut text = String::from("# Why this run failed\n\n");
+    if let Some(timeline) = timeline {
+        text.push_str(timeline.trim_end());
+        text.push_str("\n\n## The delays that make it fail\n\n");
+    }
     let kept = match outcome.kept.len() {
         1 => "this one".to_owned(),
         n => format!("these {n}"),
@@ -557,9 +581,9 @@ mod tests {
             fake.replays.load(std::sync::atomic::Ordering::Relaxed) - before,
             60
         );
-        let text = explanation(&record, &outcome, "replay it");
+        let text = explanation(&record, &outcome, "replay it", None);
         assert!(
-            text.contains("`fcntl64(F_SETLK, F_UNLCK)` on `/tmp/a b` in `prog arg`"),
+            text.contains("`fcntl64(F_SETLK, F_UNLCK)` on `/tmp/a b` by pid 1 `prog arg`"),
             "{text}"
         );
         assert!(text.contains("sleep 2000 us before the call"), "{text}");
@@ -569,10 +593,21 @@ mod tests {
         );
         let unreliable = Outcome {
             rates: [0, 20, 9],
-            ..outcome
+            ..outcome.clone()
         };
         assert!(!unreliable.reliable(), "9 of 20 is below one half");
-        let text = explanation(&record, &unreliable, "replay it");
+        let text = explanation(&record, &unreliable, "replay it", None);
+        assert!(!text.contains("## The delays"), "no timeline, no sections");
+        let with_timeline = explanation(
+            &record,
+            &outcome,
+            "replay it",
+            Some("## Timeline\n\n| ms |\n"),
+        );
+        assert!(
+            with_timeline.starts_with("# Why this run failed\n\n## Timeline\n\n| ms |\n\n## The delays that make it fail\n\nOf the 10 delays"),
+            "{with_timeline}"
+        );
         assert!(
             text.contains("in only 9 of 20 replays, below the threshold of 50%"),
             "{text}"

@@ -130,6 +130,9 @@ pub fn run_lines(summary: &Summary, result: &RunResult, campaign: &Invocation) -
     let saved = result.dir.join("reproduce.sh");
     std::fs::write(&saved, format!("#!/bin/sh\n{command}\n"))
         .with_context(|| format!("writing {}", saved.display()))?;
+    for line in &result.timeline {
+        let _ = writeln!(text, "    {line}");
+    }
     let _ = writeln!(text, "    reproduce: {command}");
     let _ = writeln!(
         text,
@@ -467,6 +470,7 @@ mod tests {
             counts,
             left_running: 0,
             dir: PathBuf::from("/nonexistent"),
+            timeline: Vec::new(),
         }
     }
 

@@ -149,6 +149,9 @@ pub struct RunResult {
     /// Processes of the run still running when it ended, all killed.
     pub left_running: usize,
     pub dir: PathBuf,
+    /// The calls around its nearest potential race, and where its full
+    /// timeline is (empty without one).
+    pub timeline: Vec<String>,
 }
 
 /// Files a run leaves in its directory.
@@ -187,6 +190,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
                 counts: Counts::default(),
                 left_running: 0,
                 dir: dir.to_owned(),
+                timeline: Vec::new(),
             });
         }
         if let Some(why) = failed {
@@ -267,7 +271,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
     let elapsed = start.elapsed();
     // Whatever the program left running, in its group or not, goes too.
     let left_running = reaper.kill_leftovers(group, &marker);
-    crate::conflicts::campaign::finish(region, dir);
+    let timeline = crate::conflicts::campaign::finish(region, dir);
     let counts = Counts::read(&dir.join(STATS))?;
     let outcome = match ended {
         Ended::Interrupted => Outcome::Interrupted,
@@ -316,6 +320,7 @@ pub fn run_once(spec: &RunSpec, plan: &RunPlan, dir: &Path, reaper: &Reaper) -> 
         counts,
         left_running,
         dir: dir.to_owned(),
+        timeline,
     })
 }
 

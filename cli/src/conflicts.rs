@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use delayshim_campaign::conflicts::{analyse, render};
 use delayshim_campaign::region::Region;
+use delayshim_campaign::symbols::Symbolizer;
 
 /// Events a region holds when it serves `pct` only, not a report.
 const PCT_ONLY_EVENTS: u64 = 1;
@@ -39,7 +40,9 @@ pub fn run_in_region(mut command: Command, report: Option<u64>) -> Result<u8> {
     let status = status.context("cannot run the program")?;
     if report.is_some() {
         let events = region.read()?;
-        eprint!("{}", render::text(&analyse(&events)));
+        let mut analysis = analyse(&events);
+        analysis.name_sites(&events.events, &mut Symbolizer::new());
+        eprint!("{}", render::text(&analysis));
     }
     drop(region);
     Ok(match (status.code(), status.signal()) {

@@ -124,7 +124,8 @@ fn explain(args: &Args) -> Result<u8> {
     }
     let minimal = outcome.minimal.clone().into_os_string();
     let command = invocation.shell_line(&Invocation::replay_changes(Some(&minimal)));
-    let text = explanation(&record, &outcome, &command);
+    let timeline = delayshim_campaign::conflicts::campaign::explanation_section(&dir);
+    let text = explanation(&record, &outcome, &command, timeline.as_deref());
     let path = dir.join("explanation.md");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     output::print(&format!("{text}\n(written to {})\n", path.display()));

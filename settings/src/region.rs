@@ -275,6 +275,13 @@ pub enum EventKind {
     Wait = 14,
     /// A file mapped shared and writable: ordering through it is not visible.
     Map = 15,
+    /// Written at load, after Start: a piece of a text about the process
+    /// that a Start's name cannot hold. `aux` says which text
+    /// ([`DETAIL_EXECUTABLE`], [`DETAIL_ARGV`], [`DETAIL_OBJECT`]), `site`
+    /// numbers the texts of one process (pieces of one text share it),
+    /// `start` is the piece's offset in its text and `len` the text's
+    /// length; `name` holds the piece ([`NAME_BYTES`] at most).
+    Detail = 16,
 }
 
 impl EventKind {
@@ -296,6 +303,7 @@ impl EventKind {
             13 => Exit,
             14 => Wait,
             15 => Map,
+            16 => Detail,
             _ => return None,
         })
     }
@@ -310,6 +318,19 @@ pub const LOCK_POSIX: u64 = 0x10;
 pub const LOCK_OFD: u64 = 0x20;
 /// flock locks: whole file, per open file description.
 pub const LOCK_FLOCK: u64 = 0x40;
+
+/// `aux` of a Detail event: the executable's path (/proc/self/exe).
+pub const DETAIL_EXECUTABLE: u64 = 1;
+/// `aux` of a Detail event: the command line, arguments NUL-separated.
+pub const DETAIL_ARGV: u64 = 2;
+/// `aux` of a Detail event: the path of an object mapped executable at
+/// load, so that call sites (which carry only the tail of the object's
+/// file name) can be symbolized after the process is gone.
+pub const DETAIL_OBJECT: u64 = 3;
+/// Most bytes of one detail text the shim writes (longer ones are cut).
+pub const DETAIL_MAX_TEXT: usize = 1024;
+/// Most object paths the shim writes per process.
+pub const DETAIL_MAX_OBJECTS: usize = 128;
 
 /// `flags` bit: the shim delayed this call.
 pub const FLAG_DELAYED: u16 = 1;

@@ -17,8 +17,9 @@ use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use delayshim_settings::region::{
-    path_hash, tail_into, Event, EventKind, LOCK_EXCLUSIVE, LOCK_FLOCK, LOCK_OFD, LOCK_POSIX,
-    LOCK_SHARED,
+    path_hash, tail_into, Event, EventKind, DETAIL_ARGV, DETAIL_EXECUTABLE, DETAIL_MAX_OBJECTS,
+    DETAIL_MAX_TEXT, DETAIL_OBJECT, LOCK_EXCLUSIVE, LOCK_FLOCK, LOCK_OFD, LOCK_POSIX, LOCK_SHARED,
+    NAME_BYTES,
 };
 
 use crate::call::{Call, Place};
@@ -539,10 +540,58 @@ pub(crate) fn init(region: Option<&std::ffi::CStr>, command_line: &[u8]) {
     // SAFETY: getppid cannot fail.
     let parent = unsafe { libc::getppid() } as u64;
     process_event(EventKind::Start, parent, 0, &text[..take]);
+    details(command_line);
     // SAFETY: handlers with the signatures pthread_atfork and atexit expect.
     unsafe {
         libc::pthread_atfork(Some(before_fork), None, Some(in_fork_child));
         libc::atexit(at_exit);
+    }
+}
+
+/// At load (allocation allowed): the executable, the whole command line
+/// and the paths of the objects mapped executable, as Detail events, so
+/// that the report names processes and symbolizes call sites after the
+/// processes are gone (a Start holds 56 bytes; a site an object's tail).
+/// A fork child runs its parent's image: its parent's details stand.
+fn details(command_line: &[u8]) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut number = 0;
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        detail(DETAIL_EXECUTABLE, number, exe.as_os_str().as_bytes());
+        number += 1;
+    }
+    let argv = command_line.strip_suffix(b"\0").unwrap_or(command_line);
+    detail(DETAIL_ARGV, number, argv);
+    number += 1;
+    let maps = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        // start-end perms offset dev inode path
+        let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let executable = fields.nth(1).is_some_and(|perms| perms.contains(&b'x'));
+        let Some(path) = fields.nth(3).filter(|p| p.starts_with(b"/")) else {
+            continue;
+        };
+        if executable && !seen.contains(&path) && seen.len() < DETAIL_MAX_OBJECTS {
+            seen.push(path);
+            detail(DETAIL_OBJECT, number, path);
+            number += 1;
+        }
+    }
+}
+
+/// One detail text, in pieces of a name field each.
+fn detail(what: u64, number: u64, text: &[u8]) {
+    let text = &text[..text.len().min(DETAIL_MAX_TEXT)];
+    for (at, piece) in (0..).step_by(NAME_BYTES).zip(text.chunks(NAME_BYTES)) {
+        let mut event = base(EventKind::Detail, Func::write, 0);
+        event.func = u16::MAX;
+        event.aux = what;
+        event.site = number;
+        event.start = at;
+        event.len = text.len() as u64;
+        event.name[..piece.len()].copy_from_slice(piece);
+        crate::region::append(&event);
     }
 }
 

@@ -15,8 +15,13 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::{analyse, render};
+use std::sync::{Mutex, PoisonError};
+
+use delayshim_settings::region::Event;
+
+use super::{analyse, render, timeline};
 use crate::region::{Region, DEFAULT_EVENTS};
+use crate::symbols::Symbolizer;
 
 /// A run's or a campaign's conflicts file.
 pub const CONFLICTS: &str = "conflicts.json";
@@ -32,17 +37,35 @@ pub fn attach(command: &mut Command) -> Option<Region> {
     Some(region)
 }
 
-/// Analyses the run's events into `dir/conflicts.json`, and removes the
-/// region. Best effort: a run's result never depends on it.
-pub fn finish(region: Option<Region>, dir: &Path) {
+/// Analyses the run's events into `dir/conflicts.json` (sites named by
+/// function where they can be), writes the timeline of its potential
+/// races to `dir/timeline.md`, and removes the region. Returns the lines
+/// a failure block shows: the few calls around the nearest race and the
+/// full timeline's path (none without a race). Best effort: a run's
+/// result never depends on it.
+pub fn finish(region: Option<Region>, dir: &Path) -> Vec<String> {
     let Some(region) = region else {
-        return;
+        return Vec::new();
     };
     let Ok(events) = region.read() else {
-        return;
+        return Vec::new();
     };
     drop(region);
-    let analysis = analyse(&events);
+    let mut analysis = analyse(&events);
+    // One symbolizer for the whole campaign: each object's tables and
+    // DWARF are read once, not once per run.
+    static SYMBOLS: Mutex<Option<Symbolizer>> = Mutex::new(None);
+    let timeline = {
+        let mut guard = SYMBOLS.lock().unwrap_or_else(PoisonError::into_inner);
+        let symbols = guard.get_or_insert_with(Symbolizer::new);
+        analysis.name_sites(&events.events, symbols);
+        let mut site = |event: &Event| {
+            analysis
+                .site_name(event, symbols)
+                .unwrap_or_else(|| raw_site(event))
+        };
+        timeline::build(&events.events, &analysis, &mut site, TIMELINE_ROWS)
+    };
     let json = format!("{:#}\n", render::json(&analysis));
     let _ = fs::write(dir.join(CONFLICTS), &json);
     if let (Some(out), Some(name)) = (dir.parent(), dir.file_name()) {
@@ -51,21 +74,51 @@ pub fn finish(region: Option<Region>, dir: &Path) {
         file.push(".json");
         let _ = fs::create_dir_all(&per_run).and_then(|()| fs::write(per_run.join(file), &json));
     }
-    let timeline = render::timeline(&events.events, &analysis, TIMELINE_ROWS);
-    if !timeline.is_empty() {
-        let page = format!(
-            "# Timeline of the potential races\n\n{}\n{}",
-            render::text(&analysis).replace('\n', "  \n"),
-            timeline
-        );
-        let _ = fs::write(dir.join(TIMELINE), page);
+    if timeline.is_empty() {
+        return Vec::new();
     }
+    let page = format!(
+        "# Timeline of the potential races\n\n{}\n{}\n",
+        render::text(&analysis).replace('\n', "  \n"),
+        timeline.markdown().join("\n")
+    );
+    let path = dir.join(TIMELINE);
+    if fs::write(&path, page).is_err() {
+        return Vec::new();
+    }
+    let mut lines = timeline.excerpt(EXCERPT_CONTEXT, EXCERPT_WIDTH);
+    lines.push(format!("full timeline: {}", path.display()));
+    lines
+}
+
+/// A site as the shim recorded it: the tail of its object's file name
+/// and the offset in it.
+fn raw_site(event: &Event) -> String {
+    format!(
+        "{}+{:#x}",
+        String::from_utf8_lossy(event.object_bytes()),
+        event.site
+    )
+}
+
+/// The timeline a run's finish wrote, as a section of a failure's
+/// explanation (`delayshim minimize`), if the run had a potential race.
+pub fn explanation_section(dir: &Path) -> Option<String> {
+    let page = fs::read_to_string(dir.join(TIMELINE)).ok()?;
+    let body = page.strip_prefix("# Timeline of the potential races\n")?;
+    Some(format!(
+        "## Timeline of the run's potential races\n\nThe conflicting and lock calls of the processes involved, as the failing run made them (time from its start):\n{body}"
+    ))
 }
 
 /// A run's timeline of the calls behind its potential races.
 pub const TIMELINE: &str = "timeline.md";
 /// Rows a timeline shows at most.
-const TIMELINE_ROWS: usize = 200;
+const TIMELINE_ROWS: usize = 2000;
+/// Rows around each call of the nearest race in a failure block, and the
+/// width of a process's column there.
+const EXCERPT_CONTEXT: usize = 1;
+const EXCERPT_WIDTH: usize = 52;
 
 /// A finding's identity across runs: its kind and its two sites.
 fn pair_key(finding: &Value) -> String {

@@ -15,6 +15,9 @@
 //! - the removal or replacement of a name (unlink, rename onto it) and an
 //!   `O_EXCL` creation to a later creation or open of the same path (lock
 //!   files, and rename publication);
+//! - (not an edge, but no conflict either) opening a name and renaming a
+//!   file onto it: rename replaces atomically, the opener gets one file
+//!   or the other, whole;
 //! - a fork (or a spawn) to the child's start; a process's start to its
 //!   new threads' first events; a child's exit to its parent's later
 //!   events (the shim does not see `wait`, so the exit stands for it).
@@ -27,10 +30,14 @@
 
 pub mod campaign;
 pub mod render;
+pub mod timeline;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use delayshim_settings::region::{Event, EventKind, FLAG_DELAYED, LOCK_FLOCK, NAME_BYTES};
+use delayshim_settings::region::{
+    Event, EventKind, DETAIL_ARGV, DETAIL_EXECUTABLE, DETAIL_OBJECT, FLAG_DELAYED, LOCK_FLOCK,
+    NAME_BYTES,
+};
 
 use crate::region::Events;
 
@@ -82,8 +89,29 @@ impl FindingKind {
 pub struct Process {
     pub pid: u32,
     pub parent: u32,
-    /// The start of its command line (as far as an event holds).
+    /// Its command line, arguments joined by spaces (the first 56 bytes
+    /// where the shim wrote no details).
     pub command: String,
+    /// The executable's path, where the shim wrote it at load.
+    pub executable: Option<String>,
+    /// Its arguments, where the shim wrote them at load.
+    pub argv: Vec<String>,
+    /// Paths of the objects mapped executable at load (for symbolizing).
+    pub objects: Vec<String>,
+}
+
+impl Process {
+    /// The path of the object whose file name ends in `tail` (what a
+    /// site carries), among those this process had mapped at load.
+    pub fn object(&self, tail: &str) -> Option<&str> {
+        if tail.is_empty() {
+            return None;
+        }
+        self.objects
+            .iter()
+            .map(String::as_str)
+            .find(|path| path.rsplit('/').next().is_some_and(|n| n.ends_with(tail)))
+    }
 }
 
 /// One side of a finding: an access or lock call.
@@ -99,6 +127,10 @@ pub struct Access {
     pub site: String,
     /// Nanoseconds since the run's first event.
     pub time: u64,
+    /// Its event's index in the run's events.
+    pub event: usize,
+    /// The site as function and file:line, once [`Analysis::name_sites`] ran.
+    pub function: Option<String>,
     pub delayed: bool,
     /// The byte range, where the access has one.
     pub range: Option<(u64, u64)>,
@@ -144,6 +176,60 @@ impl Analysis {
     pub fn of_kind(&self, kind: FindingKind) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.kind == kind)
     }
+
+    /// The path of the object a site of `pid` lies in: among its own
+    /// objects, else those of any process of the run (one it dlopen'ed
+    /// after load may have been loaded by another at its start).
+    pub fn object_path(&self, pid: u32, tail: &str) -> Option<&str> {
+        self.processes
+            .get(&pid)
+            .and_then(|p| p.object(tail))
+            .or_else(|| self.processes.values().find_map(|p| p.object(tail)))
+    }
+
+    /// The site of `event` by function and file:line, where its object
+    /// can be found and read.
+    pub fn site_name(
+        &self,
+        event: &Event,
+        symbols: &mut crate::symbols::Symbolizer,
+    ) -> Option<String> {
+        let tail = text(event.object_bytes());
+        let path = self.object_path(event.pid, &tail)?;
+        symbols.locate(std::path::Path::new(path), event.site)
+    }
+
+    /// Names both sites of every finding by function (and file:line).
+    pub fn name_sites(&mut self, events: &[Event], symbols: &mut crate::symbols::Symbolizer) {
+        let mut findings = std::mem::take(&mut self.findings);
+        for finding in &mut findings {
+            for access in [&mut finding.first, &mut finding.second] {
+                if let Some(event) = events.get(access.event) {
+                    access.function = self.site_name(event, symbols);
+                }
+            }
+        }
+        self.findings = findings;
+    }
+}
+
+/// A command line as one line: arguments joined by spaces, each quoted
+/// where a shell would need it.
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 type Clock = Vec<u32>;
@@ -339,6 +425,7 @@ pub(crate) fn op_name(event: &Event) -> &'static str {
         EventKind::Exit => "exit",
         EventKind::Wait => "wait",
         EventKind::Map => "map",
+        EventKind::Detail => "detail",
     }
 }
 
@@ -381,6 +468,9 @@ struct Analyzer<'a> {
     /// a file shared and writable, with that file's path.
     mapped: HashMap<u32, Vec<(u64, String)>>,
     found: HashMap<(FindingKind, u64, u64), Finding>,
+    /// Detail texts of each process's current image: (pid, number) ->
+    /// (which text, its bytes).
+    details: BTreeMap<(u32, u64), (u64, Vec<u8>)>,
 }
 
 impl<'a> Analyzer<'a> {
@@ -406,6 +496,7 @@ impl<'a> Analyzer<'a> {
             name_dirs: HashMap::new(),
             mapped: HashMap::new(),
             found: HashMap::new(),
+            details: BTreeMap::new(),
         }
     }
 
@@ -438,6 +529,7 @@ impl<'a> Analyzer<'a> {
         for o in std::mem::take(&mut self.optimistic) {
             self.report_conflict(o.object, o.earlier, o.other, o.later, o.me);
         }
+        self.apply_details();
         let mut findings: Vec<Finding> = self.found.into_values().collect();
         findings.sort_by_key(|f| (f.kind, f.apart, f.first.time));
         Analysis {
@@ -497,6 +589,7 @@ impl<'a> Analyzer<'a> {
                     pid: event.pid,
                     parent,
                     command,
+                    ..Process::default()
                 },
             );
         } else {
@@ -553,8 +646,69 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// A detail piece: into its text, which the process's image keeps.
+    fn detail(&mut self, event: &Event) {
+        let (_, text) = self
+            .details
+            .entry((event.pid, event.site))
+            .or_insert_with(|| (event.aux, Vec::new()));
+        let len = usize::try_from(event.len.min(64 * 1024)).unwrap_or(0);
+        text.resize(len, 0);
+        // By length, not up to a NUL: argv's pieces hold NUL separators.
+        let at = usize::try_from(event.start).unwrap_or(usize::MAX);
+        let piece = &event.name[..len.saturating_sub(at).min(NAME_BYTES)];
+        if let Some(end) = at.checked_add(piece.len()).filter(|&end| end <= len) {
+            text[at..end].copy_from_slice(piece);
+        }
+    }
+
+    /// Each process's details into its entry; a fork child without its
+    /// own takes its parent's (it runs the same image).
+    fn apply_details(&mut self) {
+        for (&(pid, _), (what, bytes)) in &self.details {
+            let Some(info) = self.info.get_mut(&pid) else {
+                continue;
+            };
+            let value = text(bytes);
+            match *what {
+                DETAIL_EXECUTABLE => info.executable = Some(value),
+                DETAIL_ARGV => {
+                    info.argv = bytes.split(|&b| b == 0).map(text).collect();
+                    info.command = shell_line(&info.argv);
+                }
+                DETAIL_OBJECT => info.objects.push(value),
+                _ => {}
+            }
+        }
+        let pids: Vec<u32> = self.info.keys().copied().collect();
+        for pid in pids {
+            let (mut at, mut hops) = (pid, 0);
+            while hops < 64 {
+                let Some(info) = self.info.get(&at) else {
+                    break;
+                };
+                if info.executable.is_some() || !info.argv.is_empty() {
+                    if at != pid {
+                        let from = info.clone();
+                        let child = self.info.get_mut(&pid).expect("listed");
+                        child.executable = from.executable;
+                        child.argv = from.argv;
+                        child.objects = from.objects;
+                    }
+                    break;
+                }
+                at = info.parent;
+                hops += 1;
+            }
+        }
+    }
+
     fn step(&mut self, index: usize) {
         let event = self.events[index];
+        if event.kind == EventKind::Detail {
+            self.detail(&event);
+            return;
+        }
         let task = self.task_of(&event);
         self.absorb_exits(task);
         let me = task;
@@ -570,13 +724,16 @@ impl<'a> Analyzer<'a> {
                     if let Some(info) = self.info.get_mut(&event.pid) {
                         info.command = text(event.name_bytes()).trim().to_owned();
                     }
+                    // A new image: the details of the one before are gone.
+                    let pid = event.pid;
+                    self.details.retain(|&(p, _), _| p != pid);
                 }
             }
             EventKind::Fork => {
                 let clock = self.tasks[me].clock.clone();
                 self.fork_clocks.insert(event.pid, clock);
             }
-            EventKind::Wait | EventKind::Map | EventKind::Sync => {}
+            EventKind::Wait | EventKind::Map | EventKind::Sync | EventKind::Detail => {}
             EventKind::Exit => {
                 let pid = event.pid;
                 let Some(process) = self.processes.get_mut(&pid) else {
@@ -822,9 +979,24 @@ impl<'a> Analyzer<'a> {
             }
         }
         let mut hits: Vec<Hit> = Vec::new();
+        let events = self.events;
+        let kind = events[index].kind;
+        // Opening a name while another process renames a file onto it is
+        // not a race: rename replaces atomically, so the opener gets the
+        // old file or the new, each whole (git's refs and index, every
+        // write-a-temporary-and-rename save).
+        let publication = |old: &Shadow| {
+            let pair = [kind, events[old.event].kind];
+            matches!(object, Object::Name(_))
+                && pair.contains(&EventKind::Open)
+                && pair.contains(&EventKind::RenameTo)
+        };
         if let Some(shadow) = self.shadows.get(&object) {
             shadow.overlapping(start, end, |s, old| {
-                if old.task != me && (old.write || write) && old.epoch > component(&clock, old.task)
+                if old.task != me
+                    && (old.write || write)
+                    && old.epoch > component(&clock, old.task)
+                    && !publication(old)
                 {
                     let unlocked_read = if !old.write && old.unlocked {
                         Some((old.task, s, old.end))
@@ -870,7 +1042,6 @@ impl<'a> Analyzer<'a> {
             event: index,
             unlocked: !locked,
         };
-        let events = self.events;
         self.shadows
             .entry(object)
             .or_default()
@@ -1014,6 +1185,7 @@ impl<'a> Analyzer<'a> {
             Object::Name(hash) => self.paths.get(&hash).cloned().unwrap_or_default(),
         };
         let t0 = self.t0;
+        let index_of = |e: &Event| if std::ptr::eq(e, a) { first } else { second };
         let describe = |e: &Event| Access {
             pid: e.pid,
             tid: e.tid,
@@ -1021,6 +1193,8 @@ impl<'a> Analyzer<'a> {
             call: function_name(e.func),
             site: format!("{}+{:#x}", text(e.object_bytes()), e.site),
             time: e.time.saturating_sub(t0),
+            event: index_of(e),
+            function: None,
             delayed: e.flags & FLAG_DELAYED != 0,
             range: matches!(e.kind, EventKind::Read | EventKind::Write)
                 .then(|| (e.start, e.start.saturating_add(e.len))),

@@ -3,12 +3,9 @@
 
 use std::fmt::Write as _;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-use delayshim_settings::region::{Event, EventKind, FLAG_DELAYED};
 use serde_json::{json, Value};
 
-use super::{function_name, op_name, text as bytes_text, Access, Analysis, Finding, FindingKind};
+use super::{Access, Analysis, Finding, FindingKind};
 
 fn millis(nanos: u64) -> String {
     format!("{:.3} ms", nanos as f64 / 1e6)
@@ -41,11 +38,15 @@ fn side(analysis: &Analysis, access: &Access) -> String {
     } else {
         format!("{} ({})", access.op, access.call)
     };
+    let site = match &access.function {
+        Some(function) => format!("{function} [{}]", access.site),
+        None => access.site.clone(),
+    };
     format!(
         "{}{} at {} by pid {}{} ({}), {} after start{}",
         what,
         range(access),
-        access.site,
+        site,
         access.pid,
         thread,
         command,
@@ -151,6 +152,7 @@ fn access_json(analysis: &Analysis, access: &Access) -> Value {
         "op": access.op,
         "call": access.call,
         "site": access.site,
+        "function": access.function,
         "time_ns": access.time,
         "delayed": access.delayed,
         "range": access.range.map(|(start, end)| json!([start, end])),
@@ -173,136 +175,4 @@ pub fn json(analysis: &Analysis) -> Value {
             "second": access_json(analysis, &f.second),
         })).collect::<Vec<_>>(),
     })
-}
-
-/// A Markdown timeline of the calls of the processes in `analysis`'s
-/// findings, on the files of those findings and their locks: one column
-/// per process, one row per call (time from the run's start, call, file,
-/// bytes, locks the process holds after it, and whether the shim delayed
-/// it). At most `limit` rows, the last ones before the last finding.
-pub fn timeline(events: &[Event], analysis: &Analysis, limit: usize) -> String {
-    let findings: Vec<&Finding> = analysis
-        .findings
-        .iter()
-        .filter(|f| f.kind != FindingKind::NotVisible)
-        .collect();
-    if findings.is_empty() {
-        return String::new();
-    }
-    let pids: BTreeSet<u32> = findings
-        .iter()
-        .flat_map(|f| [f.first.pid, f.second.pid])
-        .collect();
-    let files: BTreeSet<&str> = findings.iter().map(|f| f.file.as_str()).collect();
-    let t0 = events.iter().map(|e| e.time).min().unwrap_or(0);
-    let last = findings
-        .iter()
-        .map(|f| f.first.time.max(f.second.time))
-        .max()
-        .unwrap_or(0);
-    // The name each inode was last opened by, as events go.
-    let mut names: HashMap<(u64, u64), String> = HashMap::new();
-    let mut held: HashMap<u32, BTreeSet<(u64, u64)>> = HashMap::new();
-    let mut rows: Vec<(u64, u32, String)> = Vec::new();
-    for event in events {
-        let path = bytes_text(event.name_bytes());
-        if matches!(
-            event.kind,
-            EventKind::Open | EventKind::Create | EventKind::RenameTo
-        ) {
-            names.insert((event.dev, event.ino), path.clone());
-        }
-        let locks = held.entry(event.pid).or_default();
-        match event.kind {
-            EventKind::Acquire => {
-                locks.insert((event.dev, event.ino));
-            }
-            EventKind::Release | EventKind::ReleaseAll => {
-                locks.remove(&(event.dev, event.ino));
-            }
-            EventKind::Exit => locks.clear(),
-            _ => {}
-        }
-        let lock_count = locks.len();
-        if !pids.contains(&event.pid) || event.time.saturating_sub(t0) > last {
-            continue;
-        }
-        let file = match event.kind {
-            EventKind::Open | EventKind::Create | EventKind::RenameTo | EventKind::Unlink => path,
-            _ => names
-                .get(&(event.dev, event.ino))
-                .cloned()
-                .unwrap_or_default(),
-        };
-        let is_lock = matches!(
-            event.kind,
-            EventKind::Acquire | EventKind::Release | EventKind::ReleaseAll
-        );
-        let on_file = files
-            .iter()
-            .any(|f| f.ends_with(&file) || file.ends_with(f.trim_start_matches("...")));
-        if file.is_empty() || !(on_file || is_lock) {
-            continue;
-        }
-        let short = file.rsplit('/').next().unwrap_or(&file).to_owned();
-        let bytes = match event.kind {
-            EventKind::Read | EventKind::Write if event.len > 1 << 62 => {
-                format!(" {}..end", event.start)
-            }
-            EventKind::Read | EventKind::Write => {
-                format!(
-                    " {}..{}",
-                    event.start,
-                    event.start.saturating_add(event.len)
-                )
-            }
-            _ => String::new(),
-        };
-        let mut cell = format!(
-            "{} `{}` {}{}",
-            op_name(event),
-            function_name(event.func),
-            short,
-            bytes
-        );
-        if lock_count > 0 {
-            let _ = write!(
-                cell,
-                " (holds {lock_count} lock{})",
-                if lock_count == 1 { "" } else { "s" }
-            );
-        }
-        if event.flags & FLAG_DELAYED != 0 {
-            cell.push_str(" **delayed**");
-        }
-        rows.push((event.time.saturating_sub(t0), event.pid, cell));
-    }
-    let skip = rows.len().saturating_sub(limit);
-    let columns: Vec<u32> = pids.into_iter().collect();
-    let mut out = String::from("| ms |");
-    for pid in &columns {
-        let command = analysis
-            .processes
-            .get(pid)
-            .map(|p| p.command.as_str())
-            .unwrap_or("");
-        let _ = write!(out, " pid {pid} `{}` |", command.replace('|', "/"));
-    }
-    out.push_str("\n| ---: |");
-    out.push_str(&" --- |".repeat(columns.len()));
-    out.push('\n');
-    if skip > 0 {
-        let _ = writeln!(
-            out,
-            "| ... | {skip} earlier calls left out |{}",
-            " |".repeat(columns.len() - 1)
-        );
-    }
-    let column: BTreeMap<u32, usize> = columns.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-    for (time, pid, cell) in rows.into_iter().skip(skip) {
-        let mut cells = vec![String::new(); columns.len()];
-        cells[column[&pid]] = cell;
-        let _ = writeln!(out, "| {:.3} | {} |", time as f64 / 1e6, cells.join(" | "));
-    }
-    out
 }
