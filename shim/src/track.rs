@@ -11,7 +11,10 @@
 //! atomic add), leave errno as they found it, and do nothing when no
 //! region is mapped. Byte ranges are exact: pread/pwrite at their offset,
 //! read/write/readv/writev at the descriptor's offset after the call minus
-//! what was transferred (which also places O_APPEND writes).
+//! what was transferred (which also places O_APPEND writes; an `lseek`,
+//! since another process may share and move that offset). The file a
+//! descriptor names comes from [`crate::descriptors`], without a system
+//! call once known.
 
 use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
