@@ -102,17 +102,26 @@ def part_overhead(quick):
         # Conflicts tracking: `delayshim run --conflicts` makes the region
         # (room for every event of the run, so no call finds it full).
         ("shim, tracked (delayshim run --conflicts --enable 0)", clean_env()),
+        # The same with a region that is full after 1000 events: each call
+        # still does all its tracking work but writes no event, so the
+        # difference to the row above is the region's memory (first writes
+        # to its pages), not the shim's work.
+        ("shim, tracked, region full (--conflicts-events 1000)", clean_env()),
     ]
     tracked_events = 4 * batches * per_batch + 1000
-    tracked = [str(RELEASE / "delayshim"), "run", "--conflicts", "--enable", "0",
-               "--conflicts-events", str(tracked_events), "--"]
+
+    def tracked(events):
+        return [str(RELEASE / "delayshim"), "run", "--conflicts", "--enable", "0",
+                "--conflicts-events", str(events), "--"]
     samples = {name: {} for name, _ in configs}
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp:
         for _ in range(runs):
             for name, env in configs:
                 command = [str(RELEASE / "probe"), "paired", tmp, str(batches), str(per_batch)]
-                if "tracked" in name:
-                    command = tracked + command
+                if "region full" in name:
+                    command = tracked(1000) + command
+                elif "tracked" in name:
+                    command = tracked(tracked_events) + command
                 status, _, stdout = timed(command, env)
                 assert status == 0, stdout
                 for field in stdout.split():
@@ -1051,20 +1060,20 @@ def write_report(results):
         out += ["", "The calls themselves (libc's, median ns): " + ", ".join(
             f"{label} {native[k + '_direct_ns']['median']:.0f}" for k, label in calls) + ".", ""]
         if any("tracked" in row["config"] for row in ov["rows"]):
-            out += ["The tracked row is `delayshim run --conflicts --enable 0` around the same probe, with a "
-                    "region large enough for every event. Goal for tracking: at most 150 ns added to a tracked "
-                    "call; not met. A tracked call on a descriptor makes one `fstat` of its own (the inode an "
-                    "event names), and `read`/`write`/`readv`/`writev` an `lseek` too (the offset they moved "
-                    "from), each a system call that costs about as much as the call measured here; the "
-                    "event itself (clock, call site, one atomic add, 160 bytes into shared memory) is a small "
-                    "part (`perf`: `track::after` and `track::base` under 3% of samples, the system calls' "
-                    "kernel side most of the rest; `strace -c`: exactly one `newfstatat` per tracked call). "
-                    "Caching the inode per descriptor would remove the `fstat`, but glibc's own `fclose`, "
-                    "`pipe`, `socket` and `dup2` reuse descriptor numbers where no wrapper sees it, and a stale "
-                    "entry names the wrong file: a false report. Rows above it are unchanged by tracking: "
-                    "without `DELAYSHIM_REGION` the pass-through test is the same one load and one test "
-                    "(the tracking bit shares the word). fcntl(F_GETFL) is not an event, and pays only the "
-                    "slow path.", ""]
+            out += ["The tracked rows are `delayshim run --conflicts --enable 0` around the same probe: with a "
+                    "region large enough for every event, and with one full after 1,000 events (each call does "
+                    "all its tracking work, writes no event). Goal for tracking: at most 150 ns added to a "
+                    "tracked call. A tracked call on a descriptor finds its file (device, inode, whether it is "
+                    "a regular file) in the process's descriptor cache, filled by an `fstat` at open or at the "
+                    "first tracked call and forgotten at every close or replacement the shim sees, so it makes "
+                    "no `fstat` of its own (before the cache, that `fstat` was most of a tracked call's cost); "
+                    "`read`/`write`/`readv`/`writev` still make an `lseek` (the offset they moved from, which "
+                    "another process sharing the open file may have moved), a system call as costly as the "
+                    "call measured. The difference between the two tracked rows is the region's memory: the "
+                    "first write to each 4 KiB page of the shared mapping faults, 25 events a page. Rows "
+                    "above them are unchanged by tracking: without `DELAYSHIM_REGION` the pass-through test is "
+                    "the same one load and one test (the tracking bit shares the word). fcntl(F_GETFL) is not "
+                    "an event, and pays only the slow path.", ""]
     cf = results.get("conflicts")
     if cf:
         out += ["## Conflicts: precision and recall", "",

@@ -139,6 +139,20 @@ fn descriptors_closed_and_reused_mid_run_name_their_new_file() {
     assert!(!report.contains("ordering not visible"), "{report}");
 }
 
+/// The shim's descriptor cache: numbers that go to another file by close,
+/// fclose, freopen, dup2, close_range or closefrom and come back through an
+/// open no wrapper sees, and a vfork child's and a fork child's opens,
+/// each leave the file named right (a wrong name is a conflict there).
+#[test]
+fn a_cached_descriptor_whose_number_goes_to_another_file_names_the_new_file() {
+    let (out, report) = case(&["cache"]);
+    assert_eq!(races(&out), 0, "{report}");
+    assert!(
+        report.contains("events from 3 processes"),
+        "the parent, the child and its fork child: {report}"
+    );
+}
+
 #[test]
 fn a_region_that_fills_up_says_so() {
     let dir = tempdir();

@@ -58,6 +58,7 @@ extern "C" fn init() {
     let command_line = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     // Access tracking (`--conflicts`): maps the run's region, if named.
     crate::mapping::resolve();
+    crate::closing::resolve();
     crate::track::init(config.region.as_deref(), &command_line);
     // A tree entry drawn with another seed than the one set was left by
     // another run (a stale export, a shell started under the shim): this

@@ -27,10 +27,12 @@
 //!
 //! ```text
 //! exports, exec, lifecycle,       every exported symbol (mapping: mmap,
-//! mapping                         seen only while tracking)
+//! mapping, closing                seen only while tracking; closing: the
+//!                                 ways descriptors close unseen by exports)
 //! init                            load, fork handlers, exit
 //! intercept                       the call pipeline, top to bottom
 //! track                           access events for --conflicts
+//! descriptors                     what each descriptor is, cached for track
 //! record, process, strategy       output of decisions; per-process and
 //! replay, pool, sites, config     per-thread state; deciding; settings
 //! call, stats, real, delay,       describing a call (no side effects),
@@ -57,9 +59,11 @@ compile_error!(
 );
 
 pub mod call;
+mod closing;
 pub mod config;
 mod decision;
 pub mod delay;
+mod descriptors;
 mod errno;
 mod exec;
 mod exports;

@@ -11,7 +11,10 @@
 //! atomic add), leave errno as they found it, and do nothing when no
 //! region is mapped. Byte ranges are exact: pread/pwrite at their offset,
 //! read/write/readv/writev at the descriptor's offset after the call minus
-//! what was transferred (which also places O_APPEND writes).
+//! what was transferred (which also places O_APPEND writes; an `lseek`,
+//! since another process may share and move that offset). The file a
+//! descriptor names comes from [`crate::descriptors`], without a system
+//! call once known.
 
 use std::ffi::{c_char, c_int};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -23,6 +26,7 @@ use delayshim_settings::region::{
 };
 
 use crate::call::{Call, Place};
+use crate::descriptors::Known;
 use crate::table::{Family, Func};
 
 /// This process's pid: set at load and in fork children (getpid is a
@@ -96,6 +100,17 @@ fn is_regular(stat: &libc::stat) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+fn identity(stat: libc::stat) -> (u64, u64) {
+    (stat.st_dev, stat.st_ino)
+}
+
+/// The (dev, ino) of the regular file open at `fd`, from the descriptor
+/// cache when it knows (no system call), else from an `fstat` that the
+/// cache learns when `learn`.
+fn regular_file(fd: c_int, learn: bool) -> Option<(u64, u64)> {
+    crate::descriptors::identify(fd, learn).and_then(Known::regular)
+}
+
 fn position(fd: c_int) -> Option<u64> {
     // SAFETY: lseek is not interposed and only asks.
     let at = unsafe { libc::lseek64(fd, 0, libc::SEEK_CUR) };
@@ -127,14 +142,21 @@ pub(crate) fn before(func: Func, args: &[u64]) -> Option<Pending> {
     let mut all = [0u64; 6];
     let n = args.len().min(6);
     all[..n].copy_from_slice(&args[..n]);
-    let stat = match func.family() {
-        Family::Close => stat_fd(all[0] as c_int).filter(is_regular),
-        Family::Unlink => stat_place(place(&all, func == Func::unlinkat, 0)),
-        Family::Mkdir if func == Func::rmdir => stat_place(place(&all, false, 0)),
+    let inode = match func.family() {
+        Family::Close => {
+            let fd = all[0] as c_int;
+            let inode = regular_file(fd, false);
+            // Forgotten now as well as after: a handler may jump out of a
+            // delay after the real close, and `after` then never runs.
+            crate::descriptors::forget(fd);
+            inode
+        }
+        Family::Unlink => stat_place(place(&all, func == Func::unlinkat, 0)).map(identity),
+        Family::Mkdir if func == Func::rmdir => stat_place(place(&all, false, 0)).map(identity),
         _ => None,
     };
     // A close of anything but a regular file leaves no event: no slot.
-    let wanted = releases(func, &all) && (func.family() != Family::Close || stat.is_some());
+    let wanted = releases(func, &all) && (func.family() != Family::Close || inode.is_some());
     let slot = wanted
         .then(crate::region::claim)
         .flatten()
@@ -142,7 +164,7 @@ pub(crate) fn before(func: Func, args: &[u64]) -> Option<Pending> {
     Some(Pending {
         func,
         args: all,
-        before: stat.map_or((0, 0), |s| (s.st_dev, s.st_ino)),
+        before: inode.unwrap_or((0, 0)),
         slot,
     })
 }
@@ -172,7 +194,23 @@ fn releases(func: Func, args: &[u64; 6]) -> bool {
 /// Writes the call's event, from its result. Leaves errno as it was.
 pub(crate) fn after(pending: Pending, caller: usize, result: i64) {
     let _errno = crate::errno::SavedErrno::save();
+    forget_closed(&pending, result);
     let _ = std::panic::catch_unwind(|| describe(&pending, caller, result));
+}
+
+/// Tells the descriptor cache of a number the call freed or reused. Linux
+/// frees a descriptor whatever `close` returns (EINTR included).
+fn forget_closed(p: &Pending, result: i64) {
+    let fd = p.args[0] as c_int;
+    match p.func.family() {
+        Family::Close => crate::descriptors::forget(fd),
+        Family::Fcntl if result >= 0 => {
+            if matches!(p.args[1] as c_int, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+                crate::descriptors::forget(result as c_int);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Writes `event` into the slot claimed before the call, if one was (with
@@ -225,14 +263,14 @@ fn tid() -> u32 {
     .unwrap_or_else(|_| unsafe { libc::gettid() } as u32)
 }
 
-fn on_inode(event: &mut Event, stat: &libc::stat) {
-    event.dev = stat.st_dev;
-    event.ino = stat.st_ino;
+fn on_inode(event: &mut Event, (dev, ino): (u64, u64)) {
+    event.dev = dev;
+    event.ino = ino;
 }
 
 /// An access of `len` bytes at `start` of the file behind `fd`.
 fn data(kind: EventKind, p: &Pending, caller: usize, fd: c_int, start: Option<u64>, len: u64) {
-    let Some(stat) = stat_fd(fd).filter(is_regular) else {
+    let Some(inode) = regular_file(fd, true) else {
         return;
     };
     // Without an offset: the descriptor's, after the call, minus what it moved.
@@ -240,7 +278,7 @@ fn data(kind: EventKind, p: &Pending, caller: usize, fd: c_int, start: Option<u6
         return;
     };
     let mut event = base(kind, p.func, caller);
-    on_inode(&mut event, &stat);
+    on_inode(&mut event, inode);
     event.start = start;
     event.len = len;
     crate::region::append(&event);
@@ -285,11 +323,11 @@ fn name_into(
 }
 
 fn lock(p: &Pending, caller: usize, fd: c_int, kind: EventKind, mode: u64, start: u64, len: u64) {
-    let Some(stat) = stat_fd(fd).filter(is_regular) else {
+    let Some(inode) = regular_file(fd, true) else {
         return;
     };
     let mut event = base(kind, p.func, caller);
-    on_inode(&mut event, &stat);
+    on_inode(&mut event, inode);
     event.aux = mode;
     event.start = start;
     event.len = len;
@@ -357,7 +395,7 @@ fn describe(p: &Pending, caller: usize, result: i64) {
                 let at = place(args, false, 0);
                 if let Some(stat) = stat_place(at).filter(is_regular) {
                     let mut event = base(EventKind::Write, p.func, caller);
-                    on_inode(&mut event, &stat);
+                    on_inode(&mut event, identity(stat));
                     event.start = args[1];
                     event.len = TO_END;
                     crate::region::append(&event);
@@ -409,7 +447,10 @@ fn describe(p: &Pending, caller: usize, result: i64) {
                 ),
                 _ => (place(args, false, 0), args[1] as c_int),
             };
-            let Some(stat) = stat_fd(result as c_int).filter(is_regular) else {
+            // A new descriptor: whatever the cache held for its number
+            // (closed where no wrapper saw it) is replaced.
+            let Some(inode) = crate::descriptors::renew(result as c_int).and_then(Known::regular)
+            else {
                 return;
             };
             let exclusive = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
@@ -418,10 +459,10 @@ fn describe(p: &Pending, caller: usize, result: i64) {
             } else {
                 EventKind::Open
             };
-            name(kind, p, caller, at, Some((stat.st_dev, stat.st_ino)));
+            name(kind, p, caller, at, Some(inode));
             if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
                 let mut event = base(EventKind::Write, p.func, caller);
-                on_inode(&mut event, &stat);
+                on_inode(&mut event, inode);
                 event.len = TO_END;
                 crate::region::append(&event);
             }
@@ -503,7 +544,7 @@ pub(crate) fn mapped_shared(fd: c_int) {
     };
     let mut event = base(EventKind::Map, Func::write, 0);
     event.func = u16::MAX;
-    on_inode(&mut event, &stat);
+    on_inode(&mut event, identity(stat));
     let _ = crate::pool::with_workspace(|space| {
         if let Some(n) = crate::call::resolve_path(&Call::fd(fd), &mut space.path) {
             let path = &space.path[..n];

@@ -297,6 +297,119 @@ static int reuse(void) {
     return 0;
 }
 
+static void write_at(int fd, uint64_t v, off_t at) {
+    if (pwrite(fd, &v, sizeof v, at) != sizeof v)
+        die("pwrite");
+}
+
+static FILE *fopen_at(const char *p, int expected) {
+    FILE *f = fopen(p, "r+");
+    if (!f)
+        die(p);
+    if (expected >= 0 && fileno(f) != expected)
+        die("the closed number was not reused");
+    return f;
+}
+
+/* The shim's descriptor cache (a tracked call on a known descriptor
+ * makes no fstat) under every way a number goes to another file: the
+ * child learns each descriptor as file a (writing a at 100, which nobody
+ * else writes), lets the number go to file b (close, fclose, dup2,
+ * close_range, closefrom, freopen; reopened by fopen, whose open no
+ * wrapper sees) and writes it at 0. The parent writes a at 0 meanwhile,
+ * unordered: a write of b named as a would be a conflict. A vfork child
+ * and a fork child reuse numbers too; the child's own descriptor, still
+ * a, is then written at 200, where the parent writes b: named as b it
+ * would be a conflict. */
+static int cache(void) {
+    close(open_or_die(path(0, "a"), O_RDWR | O_CREAT));
+    close(open_or_die(path(1, "b"), O_RDWR | O_CREAT));
+    pid_t child = fork();
+    if (child == 0) {
+        /* close, then an unseen open. */
+        int fd = open_or_die(path(0, "a"), O_RDWR);
+        write_at(fd, 1, 100);
+        close(fd);
+        FILE *f = fopen_at(path(1, "b"), fd);
+        write_at(fd, 2, 0);
+        /* fclose (no wrapper sees its close), then an unseen open. */
+        f = freopen(path(0, "a"), "r+", f);
+        if (!f || fileno(f) != fd)
+            die("freopen");
+        write_at(fd, 3, 100);
+        fclose(f);
+        f = fopen_at(path(1, "b"), fd);
+        write_at(fd, 4, 0);
+        fclose(f);
+        /* freopen moves another file onto the stream's number. */
+        f = fopen_at(path(0, "a"), fd);
+        write_at(fd, 5, 100);
+        f = freopen(path(1, "b"), "r+", f);
+        if (!f || fileno(f) != fd)
+            die("freopen");
+        write_at(fd, 6, 0);
+        fclose(f);
+        /* dup2 over a known descriptor. */
+        int x = open_or_die(path(0, "a"), O_RDWR);
+        int y = open_or_die(path(1, "b"), O_RDWR);
+        write_at(x, 7, 100);
+        if (dup2(y, x) != x)
+            die("dup2");
+        write_at(x, 8, 0);
+        close(y);
+        /* close_range, then closefrom, each followed by an unseen open. */
+        close(y);
+        close(x);
+        int r = open_or_die(path(0, "a"), O_RDWR);
+        write_at(r, 9, 100);
+        if (close_range(r, r, 0) != 0)
+            die("close_range");
+        f = fopen_at(path(1, "b"), r);
+        write_at(r, 10, 0);
+        fclose(f);
+        f = fopen_at(path(0, "a"), r);
+        write_at(r, 11, 100);
+        closefrom(r); /* f's descriptor with it: f is left behind */
+        f = fopen_at(path(1, "b"), r);
+        write_at(r, 12, 0);
+        /* A vfork child shares this memory, not these descriptors: what
+         * it opens must not be taken for this process's. */
+        int own = open_or_die(path(0, "a"), O_RDWR);
+        write_at(own, 13, 100);
+        pid_t v = vfork();
+        if (v == 0) {
+            close(own);
+            int theirs = open(path(1, "b"), O_RDWR);
+            if (theirs == own)
+                write_at(theirs, 14, 0);
+            _exit(theirs == own ? 0 : 4);
+        }
+        int status;
+        if (v < 0 || waitpid(v, &status, 0) != v || !WIFEXITED(status) || WEXITSTATUS(status))
+            die("vfork");
+        write_at(own, 15, 200);
+        /* A fork child closes and reuses the number in its own table. */
+        pid_t k = fork();
+        if (k == 0) {
+            close(own);
+            FILE *g = fopen_at(path(1, "b"), own);
+            write_at(own, 16, 0);
+            fclose(g);
+            _exit(0);
+        }
+        if (k < 0 || waitpid(k, &status, 0) != k || !WIFEXITED(status) || WEXITSTATUS(status))
+            die("fork");
+        write_at(own, 17, 200);
+        _exit(0);
+    }
+    int a = open_or_die(path(0, "a"), O_RDWR);
+    int b = open_or_die(path(1, "b"), O_RDWR);
+    write_at(a, 99, 0);
+    write_at(b, 99, 200);
+    wait_all();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3)
         return 2;
@@ -318,5 +431,7 @@ int main(int argc, char **argv) {
         return rename_case(form);
     if (!strcmp(c, "reuse"))
         return reuse();
+    if (!strcmp(c, "cache"))
+        return cache();
     return 2;
 }
