@@ -484,31 +484,44 @@ fn real<F: Copy>(real: &Real) -> Option<F> {
 }
 
 type Argv = *const *const c_char;
-type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
-type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
-type ExecveatFn = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
-type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
-type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
-type WordexpFn = unsafe extern "C" fn(*const c_char, *mut c_void, c_int) -> c_int;
-type SpawnFn = unsafe extern "C" fn(
-    *mut libc::pid_t,
-    *const c_char,
-    *const libc::posix_spawn_file_actions_t,
-    *const libc::posix_spawnattr_t,
-    Argv,
-    Argv,
-) -> c_int;
+type Actions = *const libc::posix_spawn_file_actions_t;
+type Attributes = *const libc::posix_spawnattr_t;
 
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    let Some(execve) = real::<ExecveFn>(&crate::real::EXECVE) else {
-        return crate::real::EXECVE.fail_missing();
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, true, |envp| unsafe { execve(path, argv, envp) })
+/// Exported functions that pass their environment argument (`$envp`)
+/// through [`with_tree`] to the real ones: `exec` replaces the process
+/// (and fails with ENOSYS set in errno when the real one is missing),
+/// `spawn` returns (and returns ENOSYS).
+macro_rules! passing_the_tree {
+    ($($how:ident fn $name:ident($($arg:ident: $ty:ty),*) => $real:ident, $envp:ident;)+) => {$(
+        /// # Safety
+        /// As for the C function.
+        #[cfg(not(test))]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
+            type RealFn = unsafe extern "C" fn($($ty),*) -> c_int;
+            let Some(real) = real::<RealFn>(&crate::real::$real) else {
+                return passing_the_tree!(@missing $how $real);
+            };
+            let exec = stringify!($how) == "exec";
+            // SAFETY: the caller's arguments, with an environment that
+            // carries the tree entry.
+            with_tree($envp, exec, |$envp| unsafe { real($($arg),*) })
+        }
+    )+};
+    (@missing exec $real:ident) => { crate::real::$real.fail_missing() };
+    (@missing spawn $real:ident) => { libc::ENOSYS };
+}
+
+passing_the_tree! {
+    exec fn execve(path: *const c_char, argv: Argv, envp: Argv) => EXECVE, envp;
+    exec fn execvpe(file: *const c_char, argv: Argv, envp: Argv) => EXECVPE, envp;
+    exec fn fexecve(fd: c_int, argv: Argv, envp: Argv) => FEXECVE, envp;
+    exec fn execveat(dirfd: c_int, path: *const c_char, argv: Argv, envp: Argv, flags: c_int)
+        => EXECVEAT, envp;
+    spawn fn posix_spawn(pid: *mut libc::pid_t, path: *const c_char, actions: Actions,
+        attributes: Attributes, argv: Argv, envp: Argv) => POSIX_SPAWN, envp;
+    spawn fn posix_spawnp(pid: *mut libc::pid_t, file: *const c_char, actions: Actions,
+        attributes: Attributes, argv: Argv, envp: Argv) => POSIX_SPAWNP, envp;
 }
 
 /// # Safety
@@ -524,96 +537,14 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 /// As for the C function.
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    let Some(execvpe) = real::<ExecveFn>(&crate::real::EXECVPE) else {
-        return crate::real::EXECVPE.fail_missing();
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, true, |envp| unsafe { execvpe(file, argv, envp) })
-}
-
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     // SAFETY: execvp is execvpe with the process's environment.
     unsafe { execvpe(file, argv, environ) }
 }
 
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
-    let Some(fexecve) = real::<FexecveFn>(&crate::real::FEXECVE) else {
-        return crate::real::FEXECVE.fail_missing();
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, true, |envp| unsafe { fexecve(fd, argv, envp) })
-}
-
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn execveat(
-    dirfd: c_int,
-    path: *const c_char,
-    argv: Argv,
-    envp: Argv,
-    flags: c_int,
-) -> c_int {
-    let Some(execveat) = real::<ExecveatFn>(&crate::real::EXECVEAT) else {
-        return crate::real::EXECVEAT.fail_missing();
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, true, |envp| unsafe {
-        execveat(dirfd, path, argv, envp, flags)
-    })
-}
-
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn posix_spawn(
-    pid: *mut libc::pid_t,
-    path: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attributes: *const libc::posix_spawnattr_t,
-    argv: Argv,
-    envp: Argv,
-) -> c_int {
-    let Some(spawn) = real::<SpawnFn>(&crate::real::POSIX_SPAWN) else {
-        return libc::ENOSYS;
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, false, |envp| unsafe {
-        spawn(pid, path, actions, attributes, argv, envp)
-    })
-}
-
-/// # Safety
-/// As for the C function.
-#[cfg(not(test))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn posix_spawnp(
-    pid: *mut libc::pid_t,
-    file: *const c_char,
-    actions: *const libc::posix_spawn_file_actions_t,
-    attributes: *const libc::posix_spawnattr_t,
-    argv: Argv,
-    envp: Argv,
-) -> c_int {
-    let Some(spawn) = real::<SpawnFn>(&crate::real::POSIX_SPAWNP) else {
-        return libc::ENOSYS;
-    };
-    // SAFETY: the caller's arguments with a longer environment.
-    with_tree(envp, false, |envp| unsafe {
-        spawn(pid, file, actions, attributes, argv, envp)
-    })
-}
+type SystemFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type PopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+type WordexpFn = unsafe extern "C" fn(*const c_char, *mut c_void, c_int) -> c_int;
 
 /// # Safety
 /// As for the C function.
