@@ -120,8 +120,24 @@ pub fn run(command: &mut Command, limit: Duration) -> Output {
         .process_group(0)
         .spawn()
         .expect("spawning");
+    // Read while it runs: a program that prints more than a pipe holds
+    // (64 KiB) would otherwise block on its next write and look hung.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let start = Instant::now();
-    while child.try_wait().expect("waiting").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            break status;
+        }
         if start.elapsed() > limit {
             // SAFETY: kill takes a process group id.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
@@ -129,8 +145,12 @@ pub fn run(command: &mut Command, limit: Duration) -> Output {
             panic!("{command:?} still running after {limit:?}: hung");
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("reading stdout"),
+        stderr: stderr.join().expect("reading stderr"),
     }
-    child.wait_with_output().expect("collecting output")
 }
 
 use std::os::unix::process::CommandExt as _;
